@@ -1,0 +1,256 @@
+"""Transformer decoder layer: causal self-attention, cross-attention and
+feed-forward blocks, with key/value caches for step-by-step decoding.
+
+Shape legend: B batch, T target length, S source length, D model dim,
+H heads, K key dim, L_max the length of the self-attention cache.
+"""
+
+import keras
+
+from keras_mha.encoder import check_attention_sizes, residual
+from keras_mha.feed_forward import FeedForward
+from keras_mha.masks import and_masks
+from keras_mha.multi_head_attention import MultiHeadAttention
+
+
+@keras.saving.register_keras_serializable(package="keras_mha")
+class TransformerDecoderLayer(keras.layers.Layer):
+    """One Transformer decoder layer.
+
+    Args:
+        intermediate_dim: int, feed-forward hidden size.
+        num_heads: int, H (must divide D).
+        dropout: float, dropout rate everywhere in the layer.
+        activation: feed-forward activation.
+        layer_norm_epsilon: float.
+        normalize_first: bool, pre-LN (True) or post-LN (False).
+        kernel_initializer, bias_initializer: initializers.
+        **kwargs: base layer arguments.
+
+    Call arguments:
+        decoder_sequence: `(B, T, D)`.
+        encoder_sequence: `(B, S, D)`; may be `None` when
+            `cross_attention_cache` is given.
+        decoder_padding_mask: optional `(B, T)`, AND-ed with the Keras mask
+            of `decoder_sequence`.
+        encoder_padding_mask: optional `(B, S)`, AND-ed with the Keras mask
+            of `encoder_sequence`. Cross-attention masks the *encoder's*
+            padding.
+        self_attention_cache: optional `(B, 2, L_max, H, K)`.
+        self_attention_cache_update_index: int or scalar tensor, position of
+            `decoder_sequence[:, 0]` in the cache.
+        cross_attention_cache: optional `(B, 2, S, H, K)` precomputed encoder
+            keys and values (see `MultiHeadAttention.compute_key_value`).
+        return_attention_scores: bool.
+        self_head_mask, cross_head_mask: optional `(H,)`/`(B, H)` head
+            multipliers.
+        training: bool.
+
+    Returns:
+        `outputs` `(B, T, D)`; with `return_attention_scores` also the
+        self-attention `(B, H, T, T or L_max)` and cross-attention
+        `(B, H, T, S)` scores; with a self-attention cache also the updated
+        cache, last. E.g. `(outputs, self_scores, cross_scores, cache)`.
+
+    Example:
+
+    >>> layer = TransformerDecoderLayer(intermediate_dim=32, num_heads=2)
+    >>> y = layer(keras.ops.ones((2, 3, 8)), keras.ops.ones((2, 5, 8)))
+    >>> tuple(y.shape)
+    (2, 3, 8)
+    """
+
+    def __init__(
+        self,
+        intermediate_dim,
+        num_heads,
+        dropout=0.0,
+        activation="relu",
+        layer_norm_epsilon=1e-5,
+        normalize_first=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.intermediate_dim = intermediate_dim
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.activation = keras.activations.get(activation)
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.normalize_first = normalize_first
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.supports_masking = True
+
+    def _sublayers(self, name):
+        norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon,
+            dtype=self.dtype_policy,
+            name=f"{name}_layer_norm",
+        )
+        dropout = keras.layers.Dropout(
+            self.dropout, dtype=self.dtype_policy, name=f"{name}_dropout"
+        )
+        return norm, dropout
+
+    def build(self, decoder_sequence_shape, encoder_sequence_shape=None):
+        hidden_dim = decoder_sequence_shape[-1]
+        check_attention_sizes(hidden_dim, self.num_heads)
+        encoder_sequence_shape = encoder_sequence_shape or decoder_sequence_shape
+        attention_args = dict(
+            num_heads=self.num_heads,
+            key_dim=hidden_dim // self.num_heads,
+            dropout=self.dropout,
+            kernel_initializer=self.kernel_initializer,
+            bias_initializer=self.bias_initializer,
+            dtype=self.dtype_policy,
+        )
+        self.self_attention = MultiHeadAttention(
+            name="self_attention", **attention_args
+        )
+        self.self_attention.build(decoder_sequence_shape, decoder_sequence_shape)
+        self.self_attention_layer_norm, self.self_attention_dropout = (
+            self._sublayers("self_attention")
+        )
+        self.self_attention_layer_norm.build(decoder_sequence_shape)
+
+        self.cross_attention = MultiHeadAttention(
+            name="cross_attention", **attention_args
+        )
+        self.cross_attention.build(decoder_sequence_shape, encoder_sequence_shape)
+        self.cross_attention_layer_norm, self.cross_attention_dropout = (
+            self._sublayers("cross_attention")
+        )
+        self.cross_attention_layer_norm.build(decoder_sequence_shape)
+
+        self.feedforward = FeedForward(
+            self.intermediate_dim,
+            activation=self.activation,
+            dropout=self.dropout,
+            kernel_initializer=self.kernel_initializer,
+            bias_initializer=self.bias_initializer,
+            dtype=self.dtype_policy,
+            name="feedforward",
+        )
+        self.feedforward.build(decoder_sequence_shape)
+        self.feedforward_layer_norm, self.feedforward_dropout = self._sublayers(
+            "feedforward"
+        )
+        self.feedforward_layer_norm.build(decoder_sequence_shape)
+        self.built = True
+
+    def call(
+        self,
+        decoder_sequence,
+        encoder_sequence=None,
+        decoder_padding_mask=None,
+        encoder_padding_mask=None,
+        self_attention_cache=None,
+        self_attention_cache_update_index=None,
+        cross_attention_cache=None,
+        return_attention_scores=False,
+        self_head_mask=None,
+        cross_head_mask=None,
+        training=None,
+        decoder_sequence_mask=None,
+        encoder_sequence_mask=None,
+    ):
+        # `*_sequence_mask` are the implicit Keras masks that Keras fills in
+        # from the inputs; AND them with the explicit padding masks.
+        decoder_padding_mask = and_masks(decoder_sequence_mask, decoder_padding_mask)
+        encoder_padding_mask = and_masks(encoder_sequence_mask, encoder_padding_mask)
+        norm_first = self.normalize_first
+
+        # Self-attention block (causal). With a cache the keys are the cache
+        # (L_max long) and the causal mask at the cache index hides unwritten
+        # steps, so the padding mask applies to the queries only.
+        self_value_mask = None if self_attention_cache is not None else (
+            decoder_padding_mask
+        )
+
+        def self_attend(x):
+            return self.self_attention(
+                x,
+                x,
+                query_mask=decoder_padding_mask,
+                value_mask=self_value_mask,
+                use_causal_mask=True,
+                return_attention_scores=return_attention_scores,
+                cache=self_attention_cache,
+                cache_update_index=self_attention_cache_update_index,
+                head_mask=self_head_mask,
+                training=training,
+            )
+
+        x, self_extras = residual(
+            decoder_sequence,
+            self_attend,
+            self.self_attention_layer_norm,
+            self.self_attention_dropout,
+            norm_first,
+            training,
+        )
+
+        # Cross-attention block: queries from the decoder, keys and values
+        # from the encoder, masked with the encoder's padding.
+        def cross_attend(x):
+            return self.cross_attention(
+                x,
+                encoder_sequence,
+                query_mask=decoder_padding_mask,
+                value_mask=encoder_padding_mask,
+                return_attention_scores=return_attention_scores,
+                cache=cross_attention_cache,
+                head_mask=cross_head_mask,
+                training=training,
+            )
+
+        x, cross_extras = residual(
+            x,
+            cross_attend,
+            self.cross_attention_layer_norm,
+            self.cross_attention_dropout,
+            norm_first,
+            training,
+        )
+
+        # Feed-forward block.
+        x, _ = residual(
+            x,
+            lambda y: self.feedforward(y, training=training),
+            self.feedforward_layer_norm,
+            self.feedforward_dropout,
+            norm_first,
+            training,
+        )
+
+        outputs = (x,)
+        if return_attention_scores:
+            outputs += (self_extras[0], cross_extras[0])
+        if self_attention_cache is not None:
+            outputs += (self_extras[-1],)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def compute_output_shape(self, decoder_sequence_shape, encoder_sequence_shape=None):
+        return tuple(decoder_sequence_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "intermediate_dim": self.intermediate_dim,
+                "num_heads": self.num_heads,
+                "dropout": self.dropout,
+                "activation": keras.activations.serialize(self.activation),
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "normalize_first": self.normalize_first,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "bias_initializer": keras.initializers.serialize(
+                    self.bias_initializer
+                ),
+            }
+        )
+        return config

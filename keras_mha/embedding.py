@@ -1,0 +1,155 @@
+"""Token + position embedding with Keras mask propagation.
+
+Shape legend: B batch, T sequence length, D embedding dim, V vocabulary.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_mha.masks import padding_mask
+
+
+def sinusoidal_positions(positions, embedding_dim):
+    """Sinusoidal position encodings (Vaswani et al., 2017).
+
+    Args:
+        positions: `(T,)` positions (any numeric dtype).
+        embedding_dim: int, D (even).
+
+    Returns:
+        `(T, D)` float32 encodings: `[sin(p w_i) ..., cos(p w_i) ...]`.
+    """
+    half = embedding_dim // 2
+    inverse_frequencies = ops.exp(
+        ops.arange(half, dtype="float32") * (-math.log(10000.0) / max(half - 1, 1))
+    )  # (D/2,)
+    angles = ops.cast(positions, "float32")[:, None] * inverse_frequencies[None]
+    return ops.concatenate([ops.sin(angles), ops.cos(angles)], axis=-1)  # (T, D)
+
+
+@keras.saving.register_keras_serializable(package="keras_mha")
+class TokenAndPositionEmbedding(keras.layers.Layer):
+    """Token embedding scaled by `sqrt(D)` plus a position embedding.
+
+    Args:
+        vocabulary_size: int, V.
+        sequence_length: int, the longest sequence (positions) supported.
+        embedding_dim: int, D (even).
+        position_embedding: `"sinusoidal"` (default, no weights) or
+            `"learned"`.
+        mask_zero: bool, token id 0 is padding; the output carries a Keras
+            mask so downstream attention layers see it.
+        embeddings_initializer: initializer of the token table. Defaults to
+            a normal with stddev `D**-0.5`, which the `sqrt(D)` scaling
+            brings back to unit variance.
+        **kwargs: base layer arguments.
+
+    Call arguments:
+        token_ids: `(B, T)` int tensor.
+        start_index: int or scalar tensor, position of `token_ids[:, 0]`
+            (the cache index when decoding step by step).
+
+    Returns:
+        `(B, T, D)` embeddings.
+
+    Example:
+
+    >>> layer = TokenAndPositionEmbedding(100, 16, 8)
+    >>> tuple(layer(ops.ones((2, 5), "int32")).shape)
+    (2, 5, 8)
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        sequence_length,
+        embedding_dim,
+        position_embedding="sinusoidal",
+        mask_zero=True,
+        embeddings_initializer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for name, value in (
+            ("vocabulary_size", vocabulary_size),
+            ("sequence_length", sequence_length),
+            ("embedding_dim", embedding_dim),
+        ):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(
+                    f"Received an invalid value for argument `{name}`, expected "
+                    f"a positive integer. Received: {name}={value}"
+                )
+        if embedding_dim % 2:
+            raise ValueError(
+                "`embedding_dim` must be even for sinusoidal positions. "
+                f"Received: embedding_dim={embedding_dim}"
+            )
+        if position_embedding not in ("sinusoidal", "learned"):
+            raise ValueError(
+                "`position_embedding` must be 'sinusoidal' or 'learned'. "
+                f"Received: position_embedding={position_embedding!r}"
+            )
+        self.vocabulary_size = vocabulary_size
+        self.sequence_length = sequence_length
+        self.embedding_dim = embedding_dim
+        self.position_embedding = position_embedding
+        self.mask_zero = mask_zero
+        self.embeddings_initializer = keras.initializers.get(
+            embeddings_initializer
+            or keras.initializers.RandomNormal(stddev=embedding_dim**-0.5)
+        )
+        self.supports_masking = mask_zero
+
+    def build(self, token_ids_shape=None):
+        self.embeddings = self.add_weight(
+            name="embeddings",
+            shape=(self.vocabulary_size, self.embedding_dim),
+            initializer=self.embeddings_initializer,
+        )
+        if self.position_embedding == "learned":
+            self.position_embeddings = self.add_weight(
+                name="position_embeddings",
+                shape=(self.sequence_length, self.embedding_dim),
+                initializer=keras.initializers.RandomNormal(stddev=0.02),
+            )
+        self.built = True
+
+    def call(self, token_ids, start_index=0):
+        length = ops.shape(token_ids)[1]  # Dynamic under tf.function.
+        tokens = ops.take(self.embeddings, ops.cast(token_ids, "int32"), axis=0)
+        tokens = tokens * ops.cast(math.sqrt(self.embedding_dim), tokens.dtype)
+        positions = ops.arange(length) + start_index  # (T,)
+        if self.position_embedding == "learned":
+            position_vectors = ops.take(self.position_embeddings, positions, axis=0)
+        else:
+            position_vectors = sinusoidal_positions(positions, self.embedding_dim)
+        return tokens + ops.cast(position_vectors, tokens.dtype)[None]  # (B, T, D)
+
+    def compute_mask(self, token_ids, mask=None):
+        return padding_mask(token_ids) if self.mask_zero else None
+
+    def compute_output_shape(self, token_ids_shape):
+        return tuple(token_ids_shape) + (self.embedding_dim,)
+
+    def logits(self, hidden):
+        """Tied output projection: `(B, T, D)` -> `(B, T, V)` logits."""
+        return ops.einsum("btd,vd->btv", hidden, self.embeddings)  # (B, T, V)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "sequence_length": self.sequence_length,
+                "embedding_dim": self.embedding_dim,
+                "position_embedding": self.position_embedding,
+                "mask_zero": self.mask_zero,
+                "embeddings_initializer": keras.initializers.serialize(
+                    self.embeddings_initializer
+                ),
+            }
+        )
+        return config

@@ -1,0 +1,455 @@
+"""Multi-head attention, written out by hand with `keras.ops`.
+
+Shape legend: B batch, T query length, S key/value length, D model dim
+(query features), H heads, K key dim per head, V value dim per head,
+O output features.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_mha.masks import merge_masks
+
+# Backends on which `keras.ops.dot_product_attention` was measured to be at
+# least as fast as the explicit einsum/softmax path for forward + backward
+# (see benchmarks/bench_attention.py and the README table). On TensorFlow
+# Keras implements the fused op with the same einsums, so nothing is won.
+_FUSED_BACKENDS = ("jax", "torch")
+
+
+def _check_positive_int(name, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(
+            f"Received an invalid value for argument `{name}`, expected a "
+            f"positive integer. Received: {name}={value}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_mha")
+class MultiHeadAttention(keras.layers.Layer):
+    """Multi-head scaled dot-product attention (Vaswani et al., 2017).
+
+    A from-scratch layer whose constructor, call signature and weights
+    (query, key, value and output kernels and biases, in that order and with
+    the same shapes) match `keras.layers.MultiHeadAttention`, so
+    `ours.set_weights(builtin.get_weights())` works. On top of that it has a
+    key/value cache for step-by-step decoding and per-head output gating
+    (`head_mask`) for head ablation.
+
+    Args:
+        num_heads: int, number of attention heads H.
+        key_dim: int, size of each head for query and key, K.
+        value_dim: int, size of each head for value, V. Defaults to `key_dim`.
+        dropout: float, dropout rate on the attention weights.
+        use_bias: bool, whether the projections use biases.
+        output_shape: int, the output feature size O. Defaults to the
+            query's last dimension.
+        kernel_initializer: initializer for the four kernels.
+        bias_initializer: initializer for the four biases.
+        kernel_regularizer, bias_regularizer: optional regularizers.
+        kernel_constraint, bias_constraint: optional constraints.
+        seed: optional int, seed of the attention dropout.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        query: `(B, T, D)` query sequence.
+        value: `(B, S, D_v)` value sequence. May be `None` when `cache` holds
+            precomputed cross-attention keys and values.
+        key: optional `(B, S, D_k)` key sequence; defaults to `value`.
+        query_mask, value_mask, key_mask: optional `(B, T)` / `(B, S)`
+            boolean padding masks (`True` = real token). Filled in from the
+            inputs' Keras masks when an `Embedding(mask_zero=True)` is
+            upstream.
+        attention_mask: optional `(B, T, S)` boolean mask, `True` = may
+            attend.
+        return_attention_scores: bool, also return the `(B, H, T, S)`
+            attention weights.
+        training: bool, dropout on or off.
+        use_causal_mask: bool, query `t` only sees keys `<= t` (plus the
+            cache offset when decoding).
+        cache: optional `(B, 2, S_max, H, K)` stacked keys and values. With
+            `cache_update_index` it is a self-attention cache: the new keys
+            and values of `query`'s `T` steps are written at that index and
+            attention runs over the whole cache. Without it the cache is used
+            as precomputed keys/values (cross-attention) and `value`/`key`
+            are ignored.
+        cache_update_index: int or scalar tensor, position of `query[:, 0]`.
+        head_mask: optional `(H,)` or `(B, H)` float multipliers of each
+            head's output (0 switches a head off).
+
+    Returns:
+        `output` `(B, T, O)`; with `return_attention_scores`, `(output,
+        scores)`; with `cache`, the (updated) cache is appended:
+        `(output, cache)` or `(output, scores, cache)`.
+
+    Example:
+
+    >>> layer = MultiHeadAttention(num_heads=2, key_dim=4)
+    >>> x = keras.random.normal((3, 5, 8))
+    >>> y, scores = layer(x, x, return_attention_scores=True)
+    >>> tuple(y.shape), tuple(scores.shape)
+    ((3, 5, 8), (3, 2, 5, 5))
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        key_dim,
+        value_dim=None,
+        dropout=0.0,
+        use_bias=True,
+        output_shape=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _check_positive_int("num_heads", num_heads)
+        _check_positive_int("key_dim", key_dim)
+        if value_dim is not None:
+            _check_positive_int("value_dim", value_dim)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(
+                "Received an invalid value for argument `dropout`, expected a "
+                f"float in [0, 1). Received: dropout={dropout}"
+            )
+        if isinstance(output_shape, (tuple, list)):
+            if len(output_shape) != 1:
+                raise ValueError(
+                    "Only a 1-D `output_shape` is supported. "
+                    f"Received: output_shape={output_shape}"
+                )
+            output_shape = output_shape[0]
+        if output_shape is not None:
+            _check_positive_int("output_shape", output_shape)
+        self.supports_masking = True
+        self.num_heads = num_heads
+        self.key_dim = key_dim
+        self.value_dim = value_dim if value_dim else key_dim
+        self.dropout = dropout
+        self.use_bias = use_bias
+        self._output_shape = output_shape
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.seed = seed
+        self.dropout_layer = keras.layers.Dropout(
+            dropout, seed=seed, dtype=self.dtype_policy, name="dropout_layer"
+        )
+
+    # ------------------------------------------------------------------ build
+    def _add_projection(self, name, kernel_shape, bias_shape):
+        kernel = self.add_weight(
+            name=f"{name}_kernel",
+            shape=kernel_shape,
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        bias = None
+        if self.use_bias:
+            bias = self.add_weight(
+                name=f"{name}_bias",
+                shape=bias_shape,
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+        return kernel, bias
+
+    def build(self, query_shape, value_shape, key_shape=None):
+        key_shape = value_shape if key_shape is None else key_shape
+        for name, shape in (
+            ("query", query_shape),
+            ("value", value_shape),
+            ("key", key_shape),
+        ):
+            if len(shape) != 3:
+                raise ValueError(
+                    f"`{name}` must have rank 3 (batch, length, features). "
+                    f"Received: {name}.shape={tuple(shape)}"
+                )
+        self.query_dim = query_shape[-1]
+        self.key_input_dim = key_shape[-1]
+        self.value_input_dim = value_shape[-1]
+        self.output_dim = self._output_shape or self.query_dim
+        H, K, V = self.num_heads, self.key_dim, self.value_dim
+        # Same variables, order and shapes as keras.layers.MultiHeadAttention
+        # (whose EinsumDense layers hold one kernel and one bias each).
+        self.query_kernel, self.query_bias = self._add_projection(
+            "query", (self.query_dim, H, K), (H, K)
+        )
+        self.key_kernel, self.key_bias = self._add_projection(
+            "key", (self.key_input_dim, H, K), (H, K)
+        )
+        self.value_kernel, self.value_bias = self._add_projection(
+            "value", (self.value_input_dim, H, V), (H, V)
+        )
+        self.output_kernel, self.output_bias = self._add_projection(
+            "attention_output", (H, V, self.output_dim), (self.output_dim,)
+        )
+        self.dropout_layer.build(None)
+        self.built = True
+
+    # ------------------------------------------------------------- pieces
+    def _project(self, x, kernel, bias):
+        x = ops.einsum("bsd,dhk->bshk", x, kernel)  # (B, S, H, K)
+        return x if bias is None else x + bias
+
+    def _check_features(self, name, tensor, expected):
+        if tensor.shape[-1] is not None and tensor.shape[-1] != expected:
+            raise ValueError(
+                f"`{name}` has {tensor.shape[-1]} features but the layer was "
+                f"built for {expected}. Received: {name}.shape={tensor.shape}"
+            )
+        if len(tensor.shape) != 3:
+            raise ValueError(
+                f"`{name}` must have rank 3 (batch, length, features). "
+                f"Received: {name}.shape={tensor.shape}"
+            )
+
+    def compute_key_value(self, value, key=None):
+        """Projects keys and values once, e.g. the encoder output for
+        cross-attention during decoding.
+
+        Args:
+            value: `(B, S, D_v)`.
+            key: optional `(B, S, D_k)`, defaults to `value`.
+
+        Returns:
+            A `(B, 2, S, H, K)` cache of stacked keys and values.
+        """
+        self._check_cacheable()
+        key = value if key is None else key
+        self._check_features("value", value, self.value_input_dim)
+        self._check_features("key", key, self.key_input_dim)
+        key = self._project(key, self.key_kernel, self.key_bias)  # (B, S, H, K)
+        value = self._project(value, self.value_kernel, self.value_bias)
+        return ops.stack([key, value], axis=1)  # (B, 2, S, H, K)
+
+    def _check_cacheable(self):
+        if self.key_dim != self.value_dim:
+            raise ValueError(
+                "A key/value cache needs `key_dim == value_dim`. Received: "
+                f"key_dim={self.key_dim}, value_dim={self.value_dim}"
+            )
+
+    def _check_mask(self, name, mask, expected):
+        if mask is None:
+            return
+        shape = tuple(mask.shape)
+        ok = len(shape) == len(expected) and all(
+            s is None or e is None or s in (e, 1) for s, e in zip(shape, expected)
+        )
+        if not ok:
+            raise ValueError(
+                f"`{name}` must have shape {expected} (batch, "
+                f"{'queries, keys' if len(expected) == 3 else 'length'}). "
+                f"Received: {name}.shape={shape}"
+            )
+
+    def _attend(self, query, key, value, mask, return_scores, training):
+        """Scaled dot-product attention of projected heads.
+
+        Args:
+            query: `(B, T, H, K)`; key: `(B, S, H, K)`; value: `(B, S, H, V)`.
+            mask: boolean, broadcastable to `(B, T, S)`, or None.
+
+        Returns:
+            context `(B, T, H, V)` and scores `(B, H, T, S)` (or None).
+        """
+        dropout_active = self.dropout > 0.0 and bool(training)
+        if (
+            not return_scores
+            and not dropout_active
+            and self.key_dim == self.value_dim
+            and keras.backend.backend() in _FUSED_BACKENDS
+        ):
+            fused_mask = None
+            if mask is not None:
+                fused_mask = ops.expand_dims(mask, 1)  # (B, 1, T, S)
+            context = ops.dot_product_attention(
+                query, key, value, mask=fused_mask, scale=1.0 / math.sqrt(self.key_dim)
+            )  # (B, T, H, V)
+            return context, None
+
+        # Scale the queries (not the scores) as Keras MHA does: same numerics.
+        query = ops.multiply(
+            query, ops.cast(1.0 / math.sqrt(self.key_dim), query.dtype)
+        )
+        scores = ops.einsum("bthk,bshk->bhts", query, key)  # (B, H, T, S)
+        if mask is not None:
+            mask = ops.expand_dims(mask, 1)  # (B, 1, T, S)
+            # -1e9 rather than -inf: a fully masked row stays finite.
+            scores = ops.where(mask, scores, ops.cast(-1e9, scores.dtype))
+        weights = ops.softmax(scores, axis=-1)  # (B, H, T, S)
+        if mask is not None:
+            # Masked keys get exactly zero; a fully masked row is all zeros.
+            weights = ops.where(mask, weights, ops.zeros_like(weights))
+        dropped = self.dropout_layer(weights, training=training)
+        context = ops.einsum("bhts,bshv->bthv", dropped, value)  # (B, T, H, V)
+        return context, weights
+
+    # ------------------------------------------------------------------ call
+    def call(
+        self,
+        query,
+        value,
+        key=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+        attention_mask=None,
+        return_attention_scores=False,
+        training=None,
+        use_causal_mask=False,
+        cache=None,
+        cache_update_index=None,
+        head_mask=None,
+    ):
+        self._check_features("query", query, self.query_dim)
+        batch_size, query_length = query.shape[0], query.shape[1]
+        causal_offset = None
+
+        if cache is not None and cache_update_index is None:
+            # Cross-attention over precomputed keys and values.
+            self._check_cacheable()
+            key, value = cache[:, 0], cache[:, 1]  # (B, S, H, K) each
+        else:
+            if key is None:
+                key = value
+            self._check_features("value", value, self.value_input_dim)
+            self._check_features("key", key, self.key_input_dim)
+            key = self._project(key, self.key_kernel, self.key_bias)  # (B,S,H,K)
+            value = self._project(value, self.value_kernel, self.value_bias)
+            if cache is not None:
+                # Self-attention cache: write this step, attend to the cache.
+                self._check_cacheable()
+                start = [0, 0, cache_update_index, 0, 0]
+                new = ops.stack([key, value], axis=1)  # (B, 2, T, H, K)
+                cache = ops.slice_update(cache, start, new)
+                key, value = cache[:, 0], cache[:, 1]  # (B, S_max, H, K)
+                causal_offset = cache_update_index
+                # Keys past the last written step are never visible: the
+                # causal mask with this offset hides them.
+                use_causal_mask = True
+        key_length = key.shape[1]
+        # Lengths may be unknown while tracing (TensorFlow buckets).
+        query_length_value = ops.shape(query)[1]
+        key_length_value = ops.shape(key)[1]
+
+        self._check_mask("query_mask", query_mask, (batch_size, query_length))
+        self._check_mask("value_mask", value_mask, (batch_size, key_length))
+        self._check_mask("key_mask", key_mask, (batch_size, key_length))
+        self._check_mask(
+            "attention_mask", attention_mask, (batch_size, query_length, key_length)
+        )
+        mask = merge_masks(
+            query_length_value,
+            key_length_value,
+            query_mask=query_mask,
+            value_mask=value_mask,
+            key_mask=key_mask,
+            attention_mask=attention_mask,
+            use_causal_mask=use_causal_mask,
+            causal_offset=causal_offset,
+        )
+
+        query = self._project(query, self.query_kernel, self.query_bias)  # (B,T,H,K)
+        context, scores = self._attend(
+            query, key, value, mask, return_attention_scores, training
+        )  # (B, T, H, V), (B, H, T, S)
+        if head_mask is not None:
+            head_mask = ops.cast(head_mask, context.dtype)
+            if len(head_mask.shape) == 1:
+                head_mask = ops.expand_dims(head_mask, 0)  # (1, H)
+            context = context * head_mask[:, None, :, None]  # (B, T, H, V)
+        output = ops.einsum(
+            "bthv,hvo->bto", context, self.output_kernel
+        )  # (B, T, O)
+        if self.output_bias is not None:
+            output = output + self.output_bias
+
+        outputs = (output,)
+        if return_attention_scores:
+            outputs += (scores,)
+        if cache is not None:
+            outputs += (cache,)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    # ---------------------------------------------------------------- shapes
+    def compute_output_shape(self, query_shape, value_shape=None, key_shape=None):
+        output_dim = self._output_shape or query_shape[-1]
+        return tuple(query_shape[:-1]) + (output_dim,)
+
+    def compute_output_spec(
+        self,
+        query,
+        value,
+        key=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+        attention_mask=None,
+        return_attention_scores=False,
+        training=None,
+        use_causal_mask=False,
+        cache=None,
+        cache_update_index=None,
+        head_mask=None,
+    ):
+        output = keras.KerasTensor(
+            self.compute_output_shape(query.shape), dtype=self.compute_dtype
+        )
+        outputs = (output,)
+        if return_attention_scores:
+            if cache is not None:
+                key_length = cache.shape[2]
+            else:
+                key_length = (value if key is None else key).shape[1]
+            scores_shape = (query.shape[0], self.num_heads, query.shape[1], key_length)
+            outputs += (keras.KerasTensor(scores_shape, dtype=self.compute_dtype),)
+        if cache is not None:
+            outputs += (keras.KerasTensor(cache.shape, dtype=cache.dtype),)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "key_dim": self.key_dim,
+                "value_dim": self.value_dim,
+                "dropout": self.dropout,
+                "use_bias": self.use_bias,
+                "output_shape": self._output_shape,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "bias_initializer": keras.initializers.serialize(
+                    self.bias_initializer
+                ),
+                "kernel_regularizer": keras.regularizers.serialize(
+                    self.kernel_regularizer
+                ),
+                "bias_regularizer": keras.regularizers.serialize(
+                    self.bias_regularizer
+                ),
+                "kernel_constraint": keras.constraints.serialize(
+                    self.kernel_constraint
+                ),
+                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+                "seed": self.seed,
+            }
+        )
+        return config

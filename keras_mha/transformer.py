@@ -1,0 +1,382 @@
+"""The encoder-decoder Transformer model with cached step-by-step decoding.
+
+Shape legend: B batch, S source length, T target length, D model dim,
+H heads, K key dim (D / H), V target vocabulary, N_e / N_d encoder /
+decoder layers, L_max the self-attention cache length.
+"""
+
+import keras
+from keras import ops
+
+from keras_mha.decoder import TransformerDecoderLayer
+from keras_mha.embedding import TokenAndPositionEmbedding
+from keras_mha.encoder import TransformerEncoderLayer
+from keras_mha.masks import padding_mask
+
+
+def _head_mask(head_masks, kind, layer_index):
+    if head_masks is None or head_masks.get(kind) is None:
+        return None
+    return head_masks[kind][layer_index]  # (H,)
+
+
+@keras.saving.register_keras_serializable(package="keras_mha")
+class Transformer(keras.Model):
+    """Encoder-decoder Transformer for translation (Vaswani et al., 2017).
+
+    All sizes come from the constructor, so the model is built on
+    construction and saves and loads as a `.keras` file on every backend.
+
+    Args:
+        source_vocabulary_size: int.
+        target_vocabulary_size: int, V.
+        num_encoder_layers: int, N_e.
+        num_decoder_layers: int, N_d.
+        hidden_dim: int, D.
+        intermediate_dim: int, feed-forward size.
+        num_heads: int, H.
+        dropout: float.
+        max_length: int, longest source or target sequence (positions).
+        position_embedding: "sinusoidal" or "learned".
+        share_embeddings: bool, one embedding table for source and target
+            (needs a joint vocabulary of equal size).
+        tie_output: bool, output projection = transposed target embedding.
+        normalize_first: bool, pre-LN (with a final layer norm) or post-LN.
+        activation: feed-forward activation.
+        layer_norm_epsilon: float.
+        **kwargs: `keras.Model` arguments (`name`, `dtype`).
+
+    Call arguments:
+        inputs: dict with `"encoder_inputs"` `(B, S)` and `"decoder_inputs"`
+            `(B, T)` int token ids, 0 = padding.
+        return_attention_scores: bool.
+        head_masks: optional dict with `"encoder"` `(N_e, H)`, `"decoder"` and
+            `"cross"` `(N_d, H)` head multipliers (0 = head switched off).
+        training: bool.
+
+    Returns:
+        `(B, T, V)` logits, or with `return_attention_scores` a dict with
+        `"logits"`, `"encoder_attentions"` (N_e entries of `(B, H, S, S)`),
+        `"decoder_attentions"` (N_d of `(B, H, T, T)`) and
+        `"cross_attentions"` (N_d of `(B, H, T, S)`).
+
+    Example:
+
+    >>> model = Transformer(50, 60, 1, 1, hidden_dim=16, intermediate_dim=32,
+    ...                     num_heads=2, max_length=10)
+    >>> logits = model({"encoder_inputs": ops.ones((2, 7), "int32"),
+    ...                 "decoder_inputs": ops.ones((2, 4), "int32")})
+    >>> tuple(logits.shape)
+    (2, 4, 60)
+    """
+
+    def __init__(
+        self,
+        source_vocabulary_size,
+        target_vocabulary_size,
+        num_encoder_layers=3,
+        num_decoder_layers=3,
+        hidden_dim=256,
+        intermediate_dim=1024,
+        num_heads=4,
+        dropout=0.1,
+        max_length=128,
+        position_embedding="sinusoidal",
+        share_embeddings=False,
+        tie_output=True,
+        normalize_first=True,
+        activation="relu",
+        layer_norm_epsilon=1e-5,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if share_embeddings and source_vocabulary_size != target_vocabulary_size:
+            raise ValueError(
+                "`share_embeddings=True` needs one joint vocabulary. Received: "
+                f"source_vocabulary_size={source_vocabulary_size}, "
+                f"target_vocabulary_size={target_vocabulary_size}"
+            )
+        self.source_vocabulary_size = source_vocabulary_size
+        self.target_vocabulary_size = target_vocabulary_size
+        self.num_encoder_layers = num_encoder_layers
+        self.num_decoder_layers = num_decoder_layers
+        self.hidden_dim = hidden_dim
+        self.intermediate_dim = intermediate_dim
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.max_length = max_length
+        self.position_embedding = position_embedding
+        self.share_embeddings = share_embeddings
+        self.tie_output = tie_output
+        self.normalize_first = normalize_first
+        self.activation = activation
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.build()
+
+    def build(self, inputs_shape=None):
+        if self.built:
+            return
+        D = self.hidden_dim
+
+        def embedding(name, vocabulary_size):
+            layer = TokenAndPositionEmbedding(
+                vocabulary_size,
+                self.max_length,
+                D,
+                position_embedding=self.position_embedding,
+                dtype=self.dtype_policy,
+                name=name,
+            )
+            layer.build((None, None))
+            return layer
+
+        self.source_embedding = embedding(
+            "source_embedding", self.source_vocabulary_size
+        )
+        self.target_embedding = (
+            self.source_embedding
+            if self.share_embeddings
+            else embedding("target_embedding", self.target_vocabulary_size)
+        )
+        self.embedding_dropout = keras.layers.Dropout(
+            self.dropout, dtype=self.dtype_policy, name="embedding_dropout"
+        )
+        layer_args = dict(
+            intermediate_dim=self.intermediate_dim,
+            num_heads=self.num_heads,
+            dropout=self.dropout,
+            activation=self.activation,
+            layer_norm_epsilon=self.layer_norm_epsilon,
+            normalize_first=self.normalize_first,
+            dtype=self.dtype_policy,
+        )
+        sequence_shape = (None, None, D)
+        self.encoder_layers = []
+        for i in range(self.num_encoder_layers):
+            layer = TransformerEncoderLayer(name=f"encoder_layer_{i}", **layer_args)
+            layer.build(sequence_shape)
+            self.encoder_layers.append(layer)
+        self.decoder_layers = []
+        for i in range(self.num_decoder_layers):
+            layer = TransformerDecoderLayer(name=f"decoder_layer_{i}", **layer_args)
+            layer.build(sequence_shape, sequence_shape)
+            self.decoder_layers.append(layer)
+        # Pre-LN stacks end with a layer norm; post-LN layers already end in one.
+        self.encoder_layer_norm = self.decoder_layer_norm = None
+        if self.normalize_first:
+            self.encoder_layer_norm = keras.layers.LayerNormalization(
+                epsilon=self.layer_norm_epsilon,
+                dtype=self.dtype_policy,
+                name="encoder_layer_norm",
+            )
+            self.encoder_layer_norm.build(sequence_shape)
+            self.decoder_layer_norm = keras.layers.LayerNormalization(
+                epsilon=self.layer_norm_epsilon,
+                dtype=self.dtype_policy,
+                name="decoder_layer_norm",
+            )
+            self.decoder_layer_norm.build(sequence_shape)
+        self.output_dense = None
+        if not self.tie_output:
+            self.output_dense = keras.layers.Dense(
+                self.target_vocabulary_size, dtype=self.dtype_policy, name="output_dense"
+            )
+            self.output_dense.build(sequence_shape)
+        self.built = True
+
+    # ------------------------------------------------------------ encoder
+    def encode(
+        self,
+        encoder_inputs,
+        training=None,
+        return_attention_scores=False,
+        head_masks=None,
+    ):
+        """Runs the encoder once.
+
+        Args:
+            encoder_inputs: `(B, S)` token ids, 0 = padding.
+
+        Returns:
+            `(B, S, D)` encoder outputs; with `return_attention_scores` also
+            a list of N_e `(B, H, S, S)` scores.
+        """
+        mask = padding_mask(encoder_inputs)  # (B, S)
+        x = self.source_embedding(encoder_inputs)  # (B, S, D)
+        x = self.embedding_dropout(x, training=training)
+        attentions = []
+        for i, layer in enumerate(self.encoder_layers):
+            x = layer(
+                x,
+                padding_mask=mask,
+                return_attention_scores=return_attention_scores,
+                head_mask=_head_mask(head_masks, "encoder", i),
+                training=training,
+            )
+            if return_attention_scores:
+                x, scores = x
+                attentions.append(scores)
+        if self.encoder_layer_norm is not None:
+            x = self.encoder_layer_norm(x)
+        return (x, attentions) if return_attention_scores else x
+
+    def _logits(self, x):
+        if self.decoder_layer_norm is not None:
+            x = self.decoder_layer_norm(x)
+        if self.output_dense is not None:
+            return self.output_dense(x)  # (B, T, V)
+        return self.target_embedding.logits(x)  # (B, T, V)
+
+    # ------------------------------------------------------------ full pass
+    def call(
+        self,
+        inputs,
+        training=None,
+        return_attention_scores=False,
+        head_masks=None,
+    ):
+        encoder_inputs = inputs["encoder_inputs"]
+        decoder_inputs = inputs["decoder_inputs"]
+        encoded = self.encode(
+            encoder_inputs,
+            training=training,
+            return_attention_scores=return_attention_scores,
+            head_masks=head_masks,
+        )
+        encoder_attentions = []
+        if return_attention_scores:
+            encoded, encoder_attentions = encoded
+        encoder_mask = padding_mask(encoder_inputs)  # (B, S)
+        decoder_mask = padding_mask(decoder_inputs)  # (B, T)
+        x = self.target_embedding(decoder_inputs)  # (B, T, D)
+        x = self.embedding_dropout(x, training=training)
+        decoder_attentions, cross_attentions = [], []
+        for i, layer in enumerate(self.decoder_layers):
+            x = layer(
+                x,
+                encoded,
+                decoder_padding_mask=decoder_mask,
+                encoder_padding_mask=encoder_mask,
+                return_attention_scores=return_attention_scores,
+                self_head_mask=_head_mask(head_masks, "decoder", i),
+                cross_head_mask=_head_mask(head_masks, "cross", i),
+                training=training,
+            )
+            if return_attention_scores:
+                x, self_scores, cross_scores = x
+                decoder_attentions.append(self_scores)
+                cross_attentions.append(cross_scores)
+        logits = self._logits(x)
+        if not return_attention_scores:
+            return logits
+        return {
+            "logits": logits,
+            "encoder_attentions": encoder_attentions,
+            "decoder_attentions": decoder_attentions,
+            "cross_attentions": cross_attentions,
+        }
+
+    # ------------------------------------------------------------ decoding
+    def init_cache(self, encoder_outputs, max_length):
+        """Precomputes cross-attention keys/values and an empty self cache.
+
+        Args:
+            encoder_outputs: `(B, S, D)` from `encode`.
+            max_length: int, L_max, how many target steps the cache holds.
+
+        Returns:
+            `(self_cache, cross_cache)`: `(N_d, B, 2, L_max, H, K)` zeros and
+            `(N_d, B, 2, S, H, K)` projected encoder keys and values.
+        """
+        batch_size = ops.shape(encoder_outputs)[0]
+        key_dim = self.hidden_dim // self.num_heads
+        self_cache = ops.zeros(
+            (self.num_decoder_layers, batch_size, 2, max_length, self.num_heads, key_dim),
+            dtype=self.compute_dtype,
+        )
+        cross_cache = ops.stack(
+            [
+                layer.cross_attention.compute_key_value(encoder_outputs)
+                for layer in self.decoder_layers
+            ],
+            axis=0,
+        )  # (N_d, B, 2, S, H, K)
+        return self_cache, cross_cache
+
+    def decode_step(
+        self,
+        token_ids,
+        index,
+        self_cache,
+        cross_cache,
+        encoder_padding_mask,
+        return_attention_scores=False,
+        head_masks=None,
+    ):
+        """Decodes the next position(s) with the caches: O(L_max) per step.
+
+        Args:
+            token_ids: `(B, T_new)` ids at positions `index ... index+T_new-1`
+                (usually `T_new = 1`).
+            index: int or scalar int tensor, position of `token_ids[:, 0]`.
+            self_cache: `(N_d, B, 2, L_max, H, K)`.
+            cross_cache: `(N_d, B, 2, S, H, K)`.
+            encoder_padding_mask: `(B, S)` boolean.
+
+        Returns:
+            `(logits, self_cache)` with logits `(B, T_new, V)`; with
+            `return_attention_scores`, `(logits, self_cache, decoder_scores,
+            cross_scores)` with scores `(N_d, B, H, T_new, L_max)` and
+            `(N_d, B, H, T_new, S)`.
+        """
+        x = self.target_embedding(token_ids, start_index=index)  # (B, T_new, D)
+        new_caches, decoder_scores, cross_scores = [], [], []
+        for i, layer in enumerate(self.decoder_layers):
+            outputs = layer(
+                x,
+                encoder_padding_mask=encoder_padding_mask,
+                self_attention_cache=self_cache[i],
+                self_attention_cache_update_index=index,
+                cross_attention_cache=cross_cache[i],
+                return_attention_scores=return_attention_scores,
+                self_head_mask=_head_mask(head_masks, "decoder", i),
+                cross_head_mask=_head_mask(head_masks, "cross", i),
+            )
+            x, new_cache = outputs[0], outputs[-1]
+            new_caches.append(new_cache)
+            if return_attention_scores:
+                decoder_scores.append(outputs[1])
+                cross_scores.append(outputs[2])
+        logits = self._logits(x)  # (B, T_new, V)
+        self_cache = ops.stack(new_caches, axis=0)  # (N_d, B, 2, L_max, H, K)
+        if not return_attention_scores:
+            return logits, self_cache
+        return (
+            logits,
+            self_cache,
+            ops.stack(decoder_scores, axis=0),  # (N_d, B, H, T_new, L_max)
+            ops.stack(cross_scores, axis=0),  # (N_d, B, H, T_new, S)
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "source_vocabulary_size": self.source_vocabulary_size,
+                "target_vocabulary_size": self.target_vocabulary_size,
+                "num_encoder_layers": self.num_encoder_layers,
+                "num_decoder_layers": self.num_decoder_layers,
+                "hidden_dim": self.hidden_dim,
+                "intermediate_dim": self.intermediate_dim,
+                "num_heads": self.num_heads,
+                "dropout": self.dropout,
+                "max_length": self.max_length,
+                "position_embedding": self.position_embedding,
+                "share_embeddings": self.share_embeddings,
+                "tie_output": self.tie_output,
+                "normalize_first": self.normalize_first,
+                "activation": self.activation,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+            }
+        )
+        return config

@@ -1,0 +1,1 @@
+"""Training code: corpora, tokenizers, the input pipeline and the training loop."""

@@ -1,0 +1,506 @@
+"""Parallel corpora and the `tf.data` input pipeline for translation.
+
+The corpora are read from a local directory laid out as `../shared/data` is
+(see its README): `spa-eng/{train,valid,test}.tsv` and
+`multi30k/{train,val,test_2016_flickr}.{lang}.gz`. On a machine without that
+directory they are downloaded once into the Keras cache.
+
+Shape legend: B batch, S source length, T target length, L bucket length (the
+fixed padded length that both S and T take inside one bucket).
+
+Example:
+
+```python
+pairs = load_pairs("spa-eng", "train", max_pairs=1000)
+sources, references = group_references(load_pairs("spa-eng", "test"))
+tokenizer = training.tokenizers.load_tokenizer("saved_models/spa-eng/spm.model")
+dataset = make_dataset(pairs, tokenizer, tokenizer, max_tokens=4096)
+inputs, labels = next(iter(dataset))
+inputs["encoder_inputs"].shape  # (B, L)
+```
+"""
+
+import dataclasses
+import gzip
+import logging
+import os
+import pathlib
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import keras
+import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+
+# Environment variable that points at a local copy of the corpora.
+DATA_DIR_ENV = "KERAS_MHA_DATA_DIR"
+# Where the corpora sit in a checkout: `../shared/data` from the repo root.
+SHARED_DATA_DIR = pathlib.Path(__file__).resolve().parents[1].parent / "shared/data"
+# Keras cache sub-directory that downloads go to (`~/.keras/datasets/keras_mha`).
+CACHE_SUBDIR = "datasets/keras_mha"
+
+# Our split names.
+SPLITS = ("train", "valid", "test")
+# Padded lengths of the length buckets, before clipping to `max_length`.
+BUCKET_LENGTHS = (8, 12, 16, 24, 32, 48, 64)
+# Sentences tokenized per call of the tokenizers inside `tf.data`.
+TOKENIZE_BATCH_SIZE = 256
+
+SPA_ENG_URL = "http://storage.googleapis.com/download.tensorflow.org/data/spa-eng.zip"
+MULTI30K_URL = (
+    "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/"
+    "{split}.{lang}.gz"
+)
+# Sources held out of the downloaded spa-eng corpus for each of valid and test.
+SPA_ENG_HELD_OUT_SOURCES = 1500
+# Seed of the source-level split of the downloaded spa-eng corpus.
+SPA_ENG_SPLIT_SEED = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """Where a parallel corpus lives and how to read it.
+
+    Args:
+        name: key in `DATASETS`, e.g. `"multi30k-en-de"`.
+        languages: `(source, target)` language codes, e.g. `("en", "de")`.
+        subdir: directory of the corpus under the data directory.
+        file_format: `"tsv"` (one `source<TAB>target` pair a line) or
+            `"aligned"` (one gzip'd file per language, line-aligned).
+        splits: our split names (`"train"`, `"valid"`, `"test"`) mapped to
+            the corpus' own.
+        urls: public download address(es); `{split}` and `{lang}` are filled
+            in for aligned corpora.
+    """
+
+    name: str
+    languages: tuple[str, str]
+    subdir: str
+    file_format: str
+    splits: Mapping[str, str]
+    urls: tuple[str, ...]
+
+    @property
+    def source_language(self) -> str:
+        return self.languages[0]
+
+    @property
+    def target_language(self) -> str:
+        return self.languages[1]
+
+    def files(self, split: str) -> tuple[str, ...]:
+        """File names of `split`, relative to `subdir` (one per language if aligned)."""
+        if split not in self.splits:
+            raise ValueError(
+                f"Received an invalid value for argument `split`, expected one "
+                f"of {tuple(self.splits)}. Received: split={split!r}"
+            )
+        corpus_split = self.splits[split]
+        if self.file_format == "tsv":
+            return (f"{corpus_split}.tsv",)
+        return tuple(f"{corpus_split}.{lang}.gz" for lang in self.languages)
+
+
+def _multi30k(target_language: str) -> DatasetInfo:
+    return DatasetInfo(
+        name=f"multi30k-en-{target_language}",
+        languages=("en", target_language),
+        subdir="multi30k",
+        file_format="aligned",
+        splits={"train": "train", "valid": "val", "test": "test_2016_flickr"},
+        urls=(MULTI30K_URL,),
+    )
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "spa-eng": DatasetInfo(
+        name="spa-eng",
+        languages=("en", "es"),
+        subdir="spa-eng",
+        file_format="tsv",
+        splits={"train": "train", "valid": "valid", "test": "test"},
+        urls=(SPA_ENG_URL,),
+    ),
+    **{f"multi30k-en-{lang}": _multi30k(lang) for lang in ("de", "fr", "cs")},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadStats:
+    """What `load_pairs_with_stats` read.
+
+    Args:
+        num_pairs: pairs returned.
+        num_skipped: malformed lines skipped (no tab, more than one tab, an
+            empty side, bytes that are not UTF-8).
+        files: the files read.
+    """
+
+    num_pairs: int
+    num_skipped: int
+    files: tuple[pathlib.Path, ...]
+
+
+def get_dataset_info(dataset: str) -> DatasetInfo:
+    """Returns the `DatasetInfo` of `dataset`, with a helpful error if unknown."""
+    if dataset not in DATASETS:
+        raise ValueError(
+            f"Received an invalid value for argument `dataset`, expected one of "
+            f"{tuple(DATASETS)}. Received: dataset={dataset!r}"
+        )
+    return DATASETS[dataset]
+
+
+def resolve_data_dir(
+    data_dir: str | os.PathLike | None = None, *, dataset: str | None = None
+) -> pathlib.Path:
+    """Finds the directory that holds the corpora, downloading them if needed.
+
+    Tried in order: `data_dir`; the `KERAS_MHA_DATA_DIR` environment variable;
+    `../shared/data` from the repository root if it exists; otherwise the
+    corpora are downloaded into the Keras cache (`~/.keras/datasets/keras_mha`).
+
+    Args:
+        data_dir: explicit data directory; returned as is.
+        dataset: what to download when nothing local is found (a `DATASETS`
+            key); all of `DATASETS` if `None`.
+
+    Returns:
+        The data directory, holding `spa-eng/` and/or `multi30k/`.
+    """
+    if data_dir is not None:
+        return pathlib.Path(data_dir)
+    if os.environ.get(DATA_DIR_ENV):
+        return pathlib.Path(os.environ[DATA_DIR_ENV])
+    if SHARED_DATA_DIR.is_dir():
+        return SHARED_DATA_DIR
+    names = DATASETS if dataset is None else (get_dataset_info(dataset).name,)
+    cache_dir = None
+    for name in names:
+        cache_dir = download(name)
+    return cache_dir
+
+
+def download(dataset: str, cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
+    """Downloads `dataset` into the Keras cache; returns the data directory.
+
+    Files already in the cache are not fetched again. The spa-eng archive
+    holds one unsplit `spa.txt`; it is split by English source into
+    `train.tsv`, `valid.tsv` and `test.tsv` (see `split_by_source`).
+
+    Args:
+        dataset: a `DATASETS` key.
+        cache_dir: Keras cache root; `~/.keras` if `None`.
+
+    Returns:
+        The data directory (`{cache_dir}/datasets/keras_mha`).
+    """
+    info = get_dataset_info(dataset)
+    cache_dir = pathlib.Path(cache_dir or pathlib.Path.home() / ".keras")
+    data_dir = cache_dir / CACHE_SUBDIR
+    corpus_dir = data_dir / info.subdir
+    if info.file_format == "aligned":
+        for split in info.splits:
+            for file_name in info.files(split):
+                corpus_split, lang, _ = file_name.rsplit(".", 2)
+                keras.utils.get_file(
+                    file_name,
+                    origin=info.urls[0].format(split=corpus_split, lang=lang),
+                    cache_dir=str(cache_dir),
+                    cache_subdir=f"{CACHE_SUBDIR}/{info.subdir}",
+                )
+        return data_dir
+
+    if all((corpus_dir / info.files(split)[0]).exists() for split in SPLITS):
+        return data_dir
+    extracted = keras.utils.get_file(
+        "spa-eng.zip",
+        origin=info.urls[0],
+        extract=True,
+        cache_dir=str(cache_dir),
+        cache_subdir=CACHE_SUBDIR,
+    )
+    spa_txt = next(pathlib.Path(extracted).rglob("spa.txt"))
+    pairs, _ = _read_tsv(spa_txt, max_pairs=None, max_columns=None)
+    corpus_dir.mkdir(parents=True, exist_ok=True)
+    for split, split_pairs in split_by_source(pairs).items():
+        lines = (f"{source}\t{target}\n" for source, target in split_pairs)
+        (corpus_dir / f"{split}.tsv").write_text("".join(lines), encoding="utf-8")
+    return data_dir
+
+
+def split_by_source(
+    pairs: Sequence[tuple[str, str]],
+    held_out_sources: int = SPA_ENG_HELD_OUT_SOURCES,
+    seed: int = SPA_ENG_SPLIT_SEED,
+) -> dict[str, list[tuple[str, str]]]:
+    """Splits pairs into train/valid/test so that no source is in two splits.
+
+    Distinct sources are shuffled with `seed`; the first `held_out_sources` go
+    to valid, the next to test, the rest to train. Each source's pairs stay
+    consecutive, in their original order, so `group_references` finds them.
+
+    Returns:
+        `{"train": pairs, "valid": pairs, "test": pairs}`.
+    """
+    by_source: dict[str, list[tuple[str, str]]] = {}
+    for pair in pairs:
+        by_source.setdefault(pair[0], []).append(pair)
+    sources = list(by_source)
+    random.Random(seed).shuffle(sources)
+    split_sources = {
+        "valid": sources[:held_out_sources],
+        "test": sources[held_out_sources : 2 * held_out_sources],
+        "train": sources[2 * held_out_sources :],
+    }
+    return {
+        split: [pair for source in split_sources[split] for pair in by_source[source]]
+        for split in SPLITS
+    }
+
+
+def _decode(line: bytes) -> str | None:
+    """Decodes one line as UTF-8 without its line ending; `None` if invalid."""
+    try:
+        return line.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        return None
+
+
+def _read_tsv(
+    path: pathlib.Path, max_pairs: int | None, max_columns: int | None = 2
+) -> tuple[list[tuple[str, str]], int]:
+    """Reads `source<TAB>target` lines; returns the pairs and the lines skipped.
+
+    `max_columns=None` keeps the first two columns of longer lines (the
+    downloaded `spa.txt` of newer releases carries an attribution column).
+    """
+    pairs, num_skipped = [], 0
+    with open(path, "rb") as f:
+        for raw_line in f:
+            if max_pairs is not None and len(pairs) >= max_pairs:
+                break
+            line = _decode(raw_line)
+            columns = [] if line is None else line.split("\t")
+            if max_columns is None:
+                columns = columns[:2]
+            if len(columns) != 2 or not all(column.strip() for column in columns):
+                num_skipped += 1
+                continue
+            pairs.append((columns[0].strip(), columns[1].strip()))
+    return pairs, num_skipped
+
+
+def _read_aligned(
+    source_path: pathlib.Path, target_path: pathlib.Path, max_pairs: int | None
+) -> tuple[list[tuple[str, str]], int]:
+    """Reads two line-aligned gzip'd files; returns the pairs and pairs skipped."""
+    with gzip.open(source_path, "rb") as f:
+        source_lines = f.read().splitlines()
+    with gzip.open(target_path, "rb") as f:
+        target_lines = f.read().splitlines()
+    if len(source_lines) != len(target_lines):
+        raise ValueError(
+            f"Line-aligned files differ in length: {source_path} has "
+            f"{len(source_lines)} lines, {target_path} has {len(target_lines)}."
+        )
+    pairs, num_skipped = [], 0
+    for raw_source, raw_target in zip(source_lines, target_lines):
+        if max_pairs is not None and len(pairs) >= max_pairs:
+            break
+        source, target = _decode(raw_source), _decode(raw_target)
+        if not (source and source.strip() and target and target.strip()):
+            num_skipped += 1
+            continue
+        pairs.append((source.strip(), target.strip()))
+    return pairs, num_skipped
+
+
+def load_pairs_with_stats(
+    dataset: str,
+    split: str,
+    data_dir: str | os.PathLike | None = None,
+    max_pairs: int | None = None,
+) -> tuple[list[tuple[str, str]], LoadStats]:
+    """Reads the `(source, target)` pairs of a split and says what was skipped.
+
+    Malformed lines (no tab, more than one tab, a side that is empty after
+    stripping, bytes that are not UTF-8) are skipped, counted and logged as a
+    warning. Sides are returned stripped of surrounding whitespace.
+
+    Args:
+        dataset: a `DATASETS` key: `"spa-eng"`, `"multi30k-en-de"`,
+            `"multi30k-en-fr"` or `"multi30k-en-cs"`.
+        split: `"train"`, `"valid"` or `"test"`.
+        data_dir: data directory; see `resolve_data_dir`.
+        max_pairs: stop after this many pairs (the first ones of the file).
+
+    Returns:
+        `(pairs, stats)`: the pairs, in file order, and a `LoadStats`.
+
+    Raises:
+        ValueError: for an unknown dataset or split, or line-aligned files of
+            different lengths.
+    """
+    info = get_dataset_info(dataset)
+    file_names = info.files(split)
+    corpus_dir = resolve_data_dir(data_dir, dataset=dataset) / info.subdir
+    paths = tuple(corpus_dir / file_name for file_name in file_names)
+    if info.file_format == "tsv":
+        pairs, num_skipped = _read_tsv(paths[0], max_pairs)
+    else:
+        pairs, num_skipped = _read_aligned(*paths, max_pairs)
+    if num_skipped:
+        logger.warning(
+            "Skipped %d malformed line(s) in %s.",
+            num_skipped,
+            ", ".join(map(str, paths)),
+        )
+    return pairs, LoadStats(len(pairs), num_skipped, paths)
+
+
+def load_pairs(
+    dataset: str,
+    split: str,
+    data_dir: str | os.PathLike | None = None,
+    max_pairs: int | None = None,
+) -> list[tuple[str, str]]:
+    """Reads the `(source, target)` pairs of a split; see `load_pairs_with_stats`."""
+    pairs, _ = load_pairs_with_stats(dataset, split, data_dir, max_pairs)
+    return pairs
+
+
+def group_references(
+    pairs: Iterable[tuple[str, str]],
+) -> tuple[list[str], list[list[str]]]:
+    """Groups consecutive pairs that share a source, for multi-reference BLEU.
+
+    Only *consecutive* pairs are merged (the corpora keep a source's
+    translations together); a source that reappears later starts a new group.
+
+    Returns:
+        `(sources, references)`: one entry per group; `references[i]` lists
+        every target of `sources[i]` in file order.
+
+    Example:
+
+    >>> group_references([("Hi.", "Hola."), ("Hi.", "¡Hola!"), ("Run!", "¡Corre!")])
+    (['Hi.', 'Run!'], [['Hola.', '¡Hola!'], ['¡Corre!']])
+    """
+    sources: list[str] = []
+    references: list[list[str]] = []
+    for source, target in pairs:
+        if sources and sources[-1] == source:
+            references[-1].append(target)
+        else:
+            sources.append(source)
+            references.append([target])
+    return sources, references
+
+
+def bucket_lengths(max_length: int) -> list[int]:
+    """Padded lengths `L` of the buckets: `BUCKET_LENGTHS` clipped to `max_length`."""
+    return [length for length in BUCKET_LENGTHS if length < max_length] + [max_length]
+
+
+def bucket_batch_size(length: int, max_tokens: int) -> int:
+    """Sequences of padded length `length` per batch, for at most `max_tokens`.
+
+    A multiple of 8 when at least 8 (friendlier to accelerators), never 0.
+    """
+    batch_size = max(1, max_tokens // length)
+    return batch_size - batch_size % 8 if batch_size >= 8 else batch_size
+
+
+def make_dataset(
+    pairs: Sequence[tuple[str, str]],
+    tokenize_source: Callable[[tf.Tensor], tf.RaggedTensor],
+    tokenize_target: Callable[[tf.Tensor], tf.RaggedTensor],
+    *,
+    max_tokens: int = 4096,
+    max_length: int = 64,
+    shuffle: bool = True,
+    seed: int = 0,
+    bos_id: int = 2,
+    eos_id: int = 3,
+    drop_remainder: bool = True,
+) -> tf.data.Dataset:
+    """Builds the training input pipeline: tokenize, truncate, bucket, batch.
+
+    Sentences are tokenized inside `tf.data` (in batches, then unbatched). The
+    source keeps at most `max_length` ids and the target `max_length - 1`, so
+    the decoder inputs `[BOS] + target` and labels `target + [EOS]` also fit
+    in `max_length`. Pairs are bucketed by `max(S, T)` and every bucket is
+    padded (with 0) to its fixed length `L` from `bucket_lengths(max_length)`,
+    so a jitted step sees a handful of shapes only. A bucket's batch size is
+    `bucket_batch_size(L, max_tokens)`, so `B * L <= max_tokens` whenever a
+    single sequence fits.
+
+    Args:
+        pairs: `(source, target)` strings.
+        tokenize_source: maps a string tensor `(N,)` to int ids, a
+            `tf.RaggedTensor` `(N, None)` (e.g. a keras-hub tokenizer).
+        tokenize_target: the same for targets.
+        max_tokens: token budget of one batch, per sequence tensor.
+        max_length: longest padded length `L`.
+        shuffle: shuffle the pairs (seeded, reshuffled each epoch) before
+            bucketing.
+        seed: shuffle seed.
+        bos_id: id prepended to the decoder inputs.
+        eos_id: id appended to the labels.
+        drop_remainder: drop each bucket's last incomplete batch.
+
+    Returns:
+        A dataset of `({"encoder_inputs": (B, L), "decoder_inputs": (B, L)},
+        labels (B, L))`, all int32, padded with 0.
+    """
+    if max_length < 2:
+        raise ValueError(
+            "Received an invalid value for argument `max_length`, expected an "
+            f"integer >= 2. Received: max_length={max_length}"
+        )
+    sources = tf.constant([source for source, _ in pairs], dtype=tf.string)
+    targets = tf.constant([target for _, target in pairs], dtype=tf.string)
+    dataset = tf.data.Dataset.from_tensor_slices((sources, targets))
+    if shuffle:
+        dataset = dataset.shuffle(
+            min(len(pairs), 20_000) or 1, seed=seed, reshuffle_each_iteration=True
+        )
+
+    def tokenize(sources, targets):
+        # (N,) strings -> ragged (N, None) ids.
+        source_ids = tf.cast(tokenize_source(sources), tf.int32)[:, :max_length]
+        target_ids = tf.cast(tokenize_target(targets), tf.int32)[:, : max_length - 1]
+        ones = tf.ones([tf.shape(targets)[0], 1], tf.int32)  # (N, 1)
+        decoder_ids = tf.concat([ones * bos_id, target_ids], axis=1)
+        labels = tf.concat([target_ids, ones * eos_id], axis=1)
+        return source_ids, decoder_ids, labels
+
+    dataset = dataset.batch(TOKENIZE_BATCH_SIZE)
+    dataset = dataset.map(tokenize, num_parallel_calls=tf.data.AUTOTUNE)
+    # Unbatching ragged ids gives rank-1 ragged specs (with no ragged
+    # dimension) that `padded_batch` rejects; an identity map makes them dense.
+    dataset = dataset.unbatch().map(lambda *ids: tuple(map(tf.identity, ids)))
+
+    lengths = bucket_lengths(max_length)
+    # A bucket holds lengths < boundary and is padded to boundary - 1 = L. The
+    # last bucket (lengths > max_length) never fills; it gets a dummy size.
+    dataset = dataset.bucket_by_sequence_length(
+        element_length_func=lambda source, decoder, labels: tf.maximum(
+            tf.shape(source)[0], tf.shape(labels)[0]
+        ),
+        bucket_boundaries=[length + 1 for length in lengths],
+        bucket_batch_sizes=[bucket_batch_size(n, max_tokens) for n in lengths] + [1],
+        padding_values=0,
+        pad_to_bucket_boundary=True,
+        drop_remainder=drop_remainder,
+    )
+    dataset = dataset.map(
+        lambda source, decoder, labels: (
+            {"encoder_inputs": source, "decoder_inputs": decoder},
+            labels,
+        ),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)
