@@ -110,8 +110,8 @@ class TransformerDecoderLayer(keras.layers.Layer):
             name="self_attention", **attention_args
         )
         self.self_attention.build(decoder_sequence_shape, decoder_sequence_shape)
-        self.self_attention_layer_norm, self.self_attention_dropout = (
-            self._sublayers("self_attention")
+        self.self_attention_layer_norm, self.self_attention_dropout = self._sublayers(
+            "self_attention"
         )
         self.self_attention_layer_norm.build(decoder_sequence_shape)
 
@@ -119,8 +119,8 @@ class TransformerDecoderLayer(keras.layers.Layer):
             name="cross_attention", **attention_args
         )
         self.cross_attention.build(decoder_sequence_shape, encoder_sequence_shape)
-        self.cross_attention_layer_norm, self.cross_attention_dropout = (
-            self._sublayers("cross_attention")
+        self.cross_attention_layer_norm, self.cross_attention_dropout = self._sublayers(
+            "cross_attention"
         )
         self.cross_attention_layer_norm.build(decoder_sequence_shape)
 
@@ -165,8 +165,8 @@ class TransformerDecoderLayer(keras.layers.Layer):
         # Self-attention block (causal). With a cache the keys are the cache
         # (L_max long) and the causal mask at the cache index hides unwritten
         # steps, so the padding mask applies to the queries only.
-        self_value_mask = None if self_attention_cache is not None else (
-            decoder_padding_mask
+        self_value_mask = (
+            None if self_attention_cache is not None else (decoder_padding_mask)
         )
 
         def self_attend(x):
@@ -235,6 +235,45 @@ class TransformerDecoderLayer(keras.layers.Layer):
     def compute_output_shape(self, decoder_sequence_shape, encoder_sequence_shape=None):
         return tuple(decoder_sequence_shape)
 
+    def compute_output_spec(
+        self,
+        decoder_sequence,
+        encoder_sequence=None,
+        decoder_padding_mask=None,
+        encoder_padding_mask=None,
+        self_attention_cache=None,
+        self_attention_cache_update_index=None,
+        cross_attention_cache=None,
+        return_attention_scores=False,
+        self_head_mask=None,
+        cross_head_mask=None,
+        training=None,
+        decoder_sequence_mask=None,
+        encoder_sequence_mask=None,
+    ):
+        # `compute_output_shape` alone would give one output even when scores
+        # or a cache are returned too (functional models, saving).
+        outputs = (keras.KerasTensor(decoder_sequence.shape, dtype=self.compute_dtype),)
+        if return_attention_scores:
+            batch_size, length = decoder_sequence.shape[0], decoder_sequence.shape[1]
+            self_length = length
+            if self_attention_cache is not None:
+                self_length = self_attention_cache.shape[2]  # L_max
+            if cross_attention_cache is not None:
+                source_length = cross_attention_cache.shape[2]
+            else:
+                source_length = encoder_sequence.shape[1]
+            for key_length in (self_length, source_length):
+                shape = (batch_size, self.num_heads, length, key_length)
+                outputs += (keras.KerasTensor(shape, dtype=self.compute_dtype),)
+        if self_attention_cache is not None:
+            outputs += (
+                keras.KerasTensor(
+                    self_attention_cache.shape, dtype=self_attention_cache.dtype
+                ),
+            )
+        return outputs[0] if len(outputs) == 1 else outputs
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -248,9 +287,7 @@ class TransformerDecoderLayer(keras.layers.Layer):
                 "kernel_initializer": keras.initializers.serialize(
                     self.kernel_initializer
                 ),
-                "bias_initializer": keras.initializers.serialize(
-                    self.bias_initializer
-                ),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
             }
         )
         return config

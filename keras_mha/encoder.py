@@ -147,10 +147,13 @@ class TransformerEncoderLayer(keras.layers.Layer):
         head_mask=None,
         training=None,
         mask=None,
+        inputs_mask=None,
     ):
-        # `mask` is the implicit Keras mask of `inputs`; AND it with the
-        # explicit padding mask in the one mask helper.
-        padding_mask = and_masks(mask, padding_mask)
+        # The implicit Keras mask of `inputs` arrives as `mask` when `inputs`
+        # is the only tensor argument and as `inputs_mask` when there are
+        # several (e.g. an explicit `padding_mask`); AND it with the explicit
+        # padding mask in the one mask helper.
+        padding_mask = and_masks(mask, inputs_mask, padding_mask)
 
         # Self-attention block.
         def attend(x):
@@ -188,6 +191,26 @@ class TransformerEncoderLayer(keras.layers.Layer):
     def compute_output_shape(self, inputs_shape):
         return tuple(inputs_shape)
 
+    def compute_output_spec(
+        self,
+        inputs,
+        padding_mask=None,
+        attention_mask=None,
+        return_attention_scores=False,
+        head_mask=None,
+        training=None,
+        mask=None,
+        inputs_mask=None,
+    ):
+        # `compute_output_shape` alone would give one output even when the
+        # scores are returned too (functional models, saving).
+        output = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
+        if not return_attention_scores:
+            return output
+        batch_size, length = inputs.shape[0], inputs.shape[1]
+        scores_shape = (batch_size, self.num_heads, length, length)  # (B, H, S, S)
+        return output, keras.KerasTensor(scores_shape, dtype=self.compute_dtype)
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -201,9 +224,7 @@ class TransformerEncoderLayer(keras.layers.Layer):
                 "kernel_initializer": keras.initializers.serialize(
                     self.kernel_initializer
                 ),
-                "bias_initializer": keras.initializers.serialize(
-                    self.bias_initializer
-                ),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
             }
         )
         return config

@@ -281,6 +281,11 @@ class MultiHeadAttention(keras.layers.Layer):
             context = ops.dot_product_attention(
                 query, key, value, mask=fused_mask, scale=1.0 / math.sqrt(self.key_dim)
             )  # (B, T, H, V)
+            if mask is not None:
+                # The fused op spreads a fully masked row evenly over the
+                # masked keys; zero it as the explicit path does.
+                has_key = ops.any(mask, axis=-1)[:, :, None, None]  # (B, T, 1, 1)
+                context = ops.where(has_key, context, ops.zeros_like(context))
             return context, None
 
         # Scale the queries (not the scores) as Keras MHA does: same numerics.
@@ -374,9 +379,7 @@ class MultiHeadAttention(keras.layers.Layer):
             if len(head_mask.shape) == 1:
                 head_mask = ops.expand_dims(head_mask, 0)  # (1, H)
             context = context * head_mask[:, None, :, None]  # (B, T, H, V)
-        output = ops.einsum(
-            "bthv,hvo->bto", context, self.output_kernel
-        )  # (B, T, O)
+        output = ops.einsum("bthv,hvo->bto", context, self.output_kernel)  # (B, T, O)
         if self.output_bias is not None:
             output = output + self.output_bias
 
@@ -436,15 +439,11 @@ class MultiHeadAttention(keras.layers.Layer):
                 "kernel_initializer": keras.initializers.serialize(
                     self.kernel_initializer
                 ),
-                "bias_initializer": keras.initializers.serialize(
-                    self.bias_initializer
-                ),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
                 "kernel_regularizer": keras.regularizers.serialize(
                     self.kernel_regularizer
                 ),
-                "bias_regularizer": keras.regularizers.serialize(
-                    self.bias_regularizer
-                ),
+                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
                 "kernel_constraint": keras.constraints.serialize(
                     self.kernel_constraint
                 ),

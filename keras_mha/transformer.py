@@ -179,7 +179,9 @@ class Transformer(keras.Model):
         self.output_dense = None
         if not self.tie_output:
             self.output_dense = keras.layers.Dense(
-                self.target_vocabulary_size, dtype=self.dtype_policy, name="output_dense"
+                self.target_vocabulary_size,
+                dtype=self.dtype_policy,
+                name="output_dense",
             )
             self.output_dense.build(sequence_shape)
         self.built = True
@@ -291,7 +293,14 @@ class Transformer(keras.Model):
         batch_size = ops.shape(encoder_outputs)[0]
         key_dim = self.hidden_dim // self.num_heads
         self_cache = ops.zeros(
-            (self.num_decoder_layers, batch_size, 2, max_length, self.num_heads, key_dim),
+            (
+                self.num_decoder_layers,
+                batch_size,
+                2,
+                max_length,
+                self.num_heads,
+                key_dim,
+            ),
             dtype=self.compute_dtype,
         )
         cross_cache = ops.stack(
