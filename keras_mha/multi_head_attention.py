@@ -258,12 +258,16 @@ class MultiHeadAttention(keras.layers.Layer):
                 f"Received: {name}.shape={shape}"
             )
 
-    def _attend(self, query, key, value, mask, return_scores, training):
+    def _attend(
+        self, query, key, value, mask, return_scores, training, causal_only=False
+    ):
         """Scaled dot-product attention of projected heads.
 
         Args:
             query: `(B, T, H, K)`; key: `(B, S, H, K)`; value: `(B, S, H, V)`.
             mask: boolean, broadcastable to `(B, T, S)`, or None.
+            causal_only: `mask` is just the causal mask, so the fused kernel
+                can take `is_causal=True` instead of a mask tensor.
 
         Returns:
             context `(B, T, H, V)` and scores `(B, H, T, S)` (or None).
@@ -276,10 +280,15 @@ class MultiHeadAttention(keras.layers.Layer):
             and keras.backend.backend() in _FUSED_BACKENDS
         ):
             fused_mask = None
-            if mask is not None:
+            if mask is not None and not causal_only:
                 fused_mask = ops.expand_dims(mask, 1)  # (B, 1, T, S)
             context = ops.dot_product_attention(
-                query, key, value, mask=fused_mask, scale=1.0 / math.sqrt(self.key_dim)
+                query,
+                key,
+                value,
+                mask=fused_mask,
+                scale=1.0 / math.sqrt(self.key_dim),
+                is_causal=causal_only,
             )  # (B, T, H, V)
             if mask is not None:
                 # The fused op spreads a fully masked row evenly over the
@@ -371,8 +380,22 @@ class MultiHeadAttention(keras.layers.Layer):
         )
 
         query = self._project(query, self.query_kernel, self.query_bias)  # (B,T,H,K)
+        causal_only = (
+            use_causal_mask
+            and cache is None
+            and query_mask is None
+            and value_mask is None
+            and key_mask is None
+            and attention_mask is None
+        )
         context, scores = self._attend(
-            query, key, value, mask, return_attention_scores, training
+            query,
+            key,
+            value,
+            mask,
+            return_attention_scores,
+            training,
+            causal_only,
         )  # (B, T, H, V), (B, H, T, S)
         if head_mask is not None:
             head_mask = ops.cast(head_mask, context.dtype)

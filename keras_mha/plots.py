@@ -29,6 +29,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 WORD_BOUNDARY = "\u2581"  # "▁", SentencePiece's mark of a word's first piece.
+_SPECIAL_PIECES = frozenset({"<pad>", "<s>", "</s>"})
 CMAP = "viridis"
 # Matrices this small get their values written in the cells.
 _ANNOTATE_MAX_CELLS = 15
@@ -239,9 +240,9 @@ def model_overview(attention_4d, title="", shared_scale=True, thumbnail=1.15):
             f"shape={attention.shape}"
         )
     num_layers, num_heads = attention.shape[:2]
-    fig = _new_figure(
-        num_heads * thumbnail + 1.2, num_layers * thumbnail + 0.6, dpi=80
-    )
+    # At least 5 inches wide, so that the title fits over a small model.
+    width = max(5.0, num_heads * thumbnail + 1.2)
+    fig = _new_figure(width, num_layers * thumbnail + 0.6, dpi=80)
     axes = fig.subplots(num_layers, num_heads, squeeze=False)
     vmin, vmax = _scale(attention, None, None) if shared_scale else (None, None)
     image = None
@@ -343,6 +344,32 @@ def merge_pieces(attention, row_groups, col_groups):
     return np.stack(
         [summed[..., group, :].mean(axis=-2) for group in row_groups], axis=-2
     )  # (..., words_T, words_S)
+
+
+def word_groups(pieces):
+    """Groups subword pieces into words, as lists of piece indices.
+
+    A word starts at a piece beginning with "▁"; other pieces continue the
+    current word; the special pieces `<s>`, `</s>`, `<pad>` are words of
+    their own. The same rule as `training.tokenizers.pieces_to_words`,
+    repeated here so that the app does not import the training stack
+    (TensorFlow and keras-hub) to draw a figure.
+
+    Example:
+
+    >>> word_groups(["<s>", "\u2581Hel", "lo", "\u2581world", "."])
+    [[0], [1, 2], [3, 4]]
+    """
+    groups = []
+    previous_special = False
+    for index, piece in enumerate(pieces):
+        special = piece in _SPECIAL_PIECES
+        if not groups or special or previous_special or piece.startswith(WORD_BOUNDARY):
+            groups.append([index])
+        else:
+            groups[-1].append(index)
+        previous_special = special
+    return groups
 
 
 def merge_labels(tokens, groups):

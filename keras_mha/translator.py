@@ -8,7 +8,6 @@ pieces. Rows are queries, columns are keys.
 
 import dataclasses
 import json
-import math
 import pathlib
 import re
 import unicodedata
@@ -21,9 +20,11 @@ from keras_mha.decoding import SearchModel
 
 ATTENTION_KINDS = ("encoder", "decoder", "cross")
 BOS, EOS = "<s>", "</s>"
-# Padded batch sizes and source lengths: every shape compiles once.
-_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
-_LENGTH_STEP = 8
+# Padded batch sizes and source lengths: each (batch, length) pair compiles
+# once, so the buckets are few; the output buffer is always the model's
+# `max_length` and the loop stops as soon as every sequence has ended.
+_BATCH_BUCKETS = (1, 4, 16, 64)
+_LENGTH_BUCKETS = (16, 32, 64, 128, 256, 512)
 _CONTROL = re.compile(r"[\u0000-\u0008\u000b-\u001f\u007f-\u009f]")
 
 
@@ -137,6 +138,13 @@ class Translator:
     def max_source_length(self):
         return self.model.max_length
 
+    def warmup(self, beam_sizes=(1,), batch_sizes=(1,), source_lengths=(16,)):
+        """Compiles the searches for these shapes ahead of the first request."""
+        for beam_size in beam_sizes:
+            for batch_size in batch_sizes:
+                for length in source_lengths:
+                    self.translate(["a " * (length - 2)] * batch_size, beam_size)
+
     def _search(self, beam_size, max_length, length_penalty, return_attention):
         key = (beam_size, max_length, float(length_penalty), return_attention)
         if key not in self._searches:
@@ -205,8 +213,8 @@ class Translator:
             text_or_texts: str or list of str.
             beam_size: int, 1 = greedy.
             length_penalty: float, GNMT alpha for beam search.
-            max_length: most output pieces; default `1.5 * S + 10`, capped
-                at the model's length.
+            max_length: most output pieces; default (and cap): the model's
+                `max_length`. Decoding stops earlier once all outputs end.
             n_best: int ≤ beam_size, hypotheses kept in `Translation.n_best`.
             disabled_heads: `{"encoder"|"decoder"|"cross": [(layer, head)]}`
                 heads whose output is zeroed (head ablation).
@@ -278,14 +286,8 @@ class Translator:
         return_attention,
     ):
         longest = max(len(ids) for ids, _ in batch)
-        source_length = min(
-            math.ceil(longest / _LENGTH_STEP) * _LENGTH_STEP, self.max_source_length
-        )
-        if max_length is None:
-            max_length = int(1.5 * source_length) + 10
-        max_length = min(
-            math.ceil(max_length / _LENGTH_STEP) * _LENGTH_STEP, self.model.max_length
-        )
+        source_length = min(_bucket(longest, _LENGTH_BUCKETS), self.max_source_length)
+        max_length = min(max_length or self.model.max_length, self.model.max_length)
         padded_batch = _bucket(len(batch), _BATCH_BUCKETS)
         source = np.zeros((padded_batch, source_length), "int32")
         for row, (ids, _) in enumerate(batch):

@@ -404,13 +404,15 @@ def bucket_lengths(max_length: int) -> list[int]:
     return [length for length in BUCKET_LENGTHS if length < max_length] + [max_length]
 
 
-def bucket_batch_size(length: int, max_tokens: int) -> int:
+def bucket_batch_size(length: int, max_tokens: int, multiple: int = 1) -> int:
     """Sequences of padded length `length` per batch, for at most `max_tokens`.
 
-    A multiple of 8 when at least 8 (friendlier to accelerators), never 0.
+    A multiple of 8 when at least 8 (friendlier to accelerators), never 0,
+    and a multiple of `multiple` (the device count under data parallelism).
     """
     batch_size = max(1, max_tokens // length)
-    return batch_size - batch_size % 8 if batch_size >= 8 else batch_size
+    batch_size = batch_size - batch_size % 8 if batch_size >= 8 else batch_size
+    return max(multiple, batch_size - batch_size % multiple)
 
 
 def make_dataset(
@@ -425,6 +427,7 @@ def make_dataset(
     bos_id: int = 2,
     eos_id: int = 3,
     drop_remainder: bool = True,
+    batch_multiple: int = 1,
 ) -> tf.data.Dataset:
     """Builds the training input pipeline: tokenize, truncate, bucket, batch.
 
@@ -450,6 +453,8 @@ def make_dataset(
         bos_id: id prepended to the decoder inputs.
         eos_id: id appended to the labels.
         drop_remainder: drop each bucket's last incomplete batch.
+        batch_multiple: every batch size is a multiple of this (the number
+            of devices that split a batch); needs `drop_remainder=True`.
 
     Returns:
         A dataset of `({"encoder_inputs": (B, L), "decoder_inputs": (B, L)},
@@ -491,7 +496,10 @@ def make_dataset(
             tf.shape(source)[0], tf.shape(labels)[0]
         ),
         bucket_boundaries=[length + 1 for length in lengths],
-        bucket_batch_sizes=[bucket_batch_size(n, max_tokens) for n in lengths] + [1],
+        bucket_batch_sizes=[
+            bucket_batch_size(n, max_tokens, batch_multiple) for n in lengths
+        ]
+        + [batch_multiple],
         padding_values=0,
         pad_to_bucket_boundary=True,
         drop_remainder=drop_remainder,

@@ -66,6 +66,7 @@ class TrainConfig:
     time_budget_minutes: float | None = None  # Stop after this, at an epoch end.
     resume: bool = False  # Continue from out/checkpoints/last.keras.
     distribute: bool = False  # Data parallel over all local devices.
+    host_devices: int = 0  # >1: split the CPU into this many devices (tests).
 
 
 # Defaults per dataset: what the shipped models were trained with.
@@ -144,15 +145,25 @@ def prepare_tokenizer(config, train_pairs):
     return model_path
 
 
-def make_datasets(config, tokenizer_path, train_pairs, valid_pairs):
-    """The tf.data pipelines for training and validation."""
+def make_datasets(config, tokenizer_path, train_pairs, valid_pairs, devices=1):
+    """The tf.data pipelines for training and validation. With several
+    devices every batch splits evenly (validation drops its remainders)."""
     tokenizer = tokenizers_lib.load_tokenizer(tokenizer_path)
-    args = dict(max_tokens=config.batch_tokens, max_length=config.max_length)
+    args = dict(
+        max_tokens=config.batch_tokens,
+        max_length=config.max_length,
+        batch_multiple=devices,
+    )
     train_ds = data_lib.make_dataset(
         train_pairs, tokenizer, tokenizer, seed=config.seed, **args
     )
     valid_ds = data_lib.make_dataset(
-        valid_pairs, tokenizer, tokenizer, shuffle=False, drop_remainder=False, **args
+        valid_pairs,
+        tokenizer,
+        tokenizer,
+        shuffle=False,
+        drop_remainder=devices > 1,
+        **args,
     )
     return train_ds, valid_ds
 
@@ -299,7 +310,31 @@ def average_checkpoints(model, paths):
 
 
 def evaluate_loss(model, dataset):
-    return float(model.evaluate(dataset, verbose=0, return_dict=True)["loss"])
+    """Validation loss; `inf` when the dataset yields no batch (a tiny split
+    whose buckets are all smaller than one batch under data parallelism)."""
+    logs = model.evaluate(dataset, verbose=0, return_dict=True)
+    return float(logs.get("loss", np.inf))
+
+
+def configure_host_devices(count):
+    """Makes the CPU appear as `count` devices, to exercise `--distribute`
+    without accelerators. Must run before the backend starts."""
+    if count <= 1:
+        return
+    backend = keras.backend.backend()
+    if backend == "jax":
+        flag = f"--xla_force_host_platform_device_count={count}"
+        if flag not in os.environ.get("XLA_FLAGS", ""):
+            os.environ["XLA_FLAGS"] = (
+                os.environ.get("XLA_FLAGS", "") + " " + flag
+            ).strip()
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * count
+        )
 
 
 def distribution_scope(config):
@@ -319,7 +354,10 @@ def distribution_scope(config):
     if backend == "tensorflow":
         import tensorflow as tf
 
-        strategy = tf.distribute.MirroredStrategy()
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [
+            d.name for d in tf.config.list_logical_devices("CPU")
+        ]
+        strategy = tf.distribute.MirroredStrategy(devices)
         logger.info("MirroredStrategy over %d devices", strategy.num_replicas_in_sync)
         return strategy.scope()
     raise ValueError(f"--distribute is not supported on backend {backend!r}")
@@ -328,6 +366,7 @@ def distribution_scope(config):
 # ------------------------------------------------------------------ train
 def train(config, command=None):
     """Runs training end to end; returns the metrics dict it writes."""
+    configure_host_devices(config.host_devices)
     keras.utils.set_random_seed(config.seed)
     out = pathlib.Path(config.out)
     checkpoints = out / "checkpoints"
@@ -341,7 +380,12 @@ def train(config, command=None):
     vocabulary_size = len(
         (out / "spm.vocab.txt").read_text(encoding="utf-8").splitlines()
     )
-    train_ds, valid_ds = make_datasets(config, tokenizer_path, train_pairs, valid_pairs)
+    devices = max(config.host_devices, 1) if config.distribute else 1
+    if config.distribute and not config.host_devices:
+        devices = len(keras.distribution.list_devices())
+    train_ds, valid_ds = make_datasets(
+        config, tokenizer_path, train_pairs, valid_pairs, devices
+    )
 
     state_path = checkpoints / "state.json"
     state = {}

@@ -1,0 +1,1 @@
+"""Benchmarks of keras_mha; see benchmarks/README.md. Not tests."""

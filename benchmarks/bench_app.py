@@ -1,0 +1,322 @@
+"""The Gradio app as users run it: cold start, request latency under 1, 4 and
+16 concurrent clients, and the server's peak memory.
+
+    python -m benchmarks.bench_app                # full, both backends
+    python -m benchmarks.bench_app --models-dir tests/fixtures/models \\
+        --model en-es-tiny --quick                 # smoke test
+
+Per backend, `python app.py` is started with `KERAS_BACKEND`, on a free
+localhost port (`GRADIO_SERVER_PORT`), loading every model of `--models-dir`
+(`KERAS_MHA_MODELS_DIR`). Cold start runs from starting the process to the
+first successful `/translate` answer (imports, model loading, the first
+compilation). Then, for each number of clients, that many `gradio_client`
+clients (each its own `Client`, each in its own thread, loopback only) send a
+bounded number of `/translate` (greedy) and then `/attention` requests, after
+one untimed request per sentence and endpoint. Latency is measured around
+`predict`; the server's own translation time (the `seconds` that
+`/translate` reports) is kept too, to separate decoding from the web stack.
+Memory is the peak resident set (`VmHWM` in `/proc/<pid>/status`) of the
+server and its child processes, read after the last request. The server is
+stopped at the end, also on errors.
+"""
+
+import argparse
+import concurrent.futures
+import dataclasses
+import itertools
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+if __package__ in (None, ""):  # Started as a file, not with -m.
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from benchmarks import harness  # noqa: E402
+
+NAME = "bench_app"
+SENTENCES = (
+    "Where is the train station?",
+    "I would like a cup of coffee, please.",
+    "She has lived in this city for ten years.",
+    "We didn't know that the museum was closed on Mondays.",
+    "Tom said that he would come back tomorrow.",
+    "The children are playing in the garden.",
+    "Can you help me carry these boxes upstairs?",
+    "I think it is going to rain this afternoon.",
+)
+
+
+# The app's API (app.py `api_translate` and `api_attention`), in one place:
+# adjust these two calls when the handlers' arguments change.
+def call_translate(client, text, model):
+    return client.submit(text, model, "greedy", 1, api_name="/translate")
+
+
+def call_attention(client, text, model):
+    return client.submit(text, model, "cross", 0, 0, api_name="/attention")
+
+
+ENDPOINTS = {"translate": call_translate, "attention": call_attention}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    clients: tuple = (1, 4, 16)  # Concurrent clients, one level at a time.
+    requests: int = 32  # Timed requests per endpoint and level.
+    startup_timeout: float = 300.0  # Seconds to wait for the first answer.
+    request_timeout: float = 120.0  # Seconds to wait for one answer.
+
+
+FULL = Settings()
+QUICK = Settings(clients=(1, 4), requests=4)
+
+
+# ------------------------------------------------------------ server
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`python app.py` in its own process group, with its output in a file."""
+
+    def __init__(self, app, models_dir):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        env = dict(
+            os.environ,
+            KERAS_MHA_MODELS_DIR=str(models_dir),
+            GRADIO_SERVER_NAME="127.0.0.1",
+            GRADIO_SERVER_PORT=str(self.port),
+            GRADIO_ANALYTICS_ENABLED="False",
+        )
+        # A file, not a pipe: a full pipe would block the server.
+        self.log = tempfile.TemporaryFile("w+")
+        app = pathlib.Path(app).resolve()
+        self.start = time.perf_counter()
+        self.process = subprocess.Popen(
+            [sys.executable, app.name],
+            cwd=app.parent,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # Its own group: stop() reaches children.
+        )
+
+    def output(self, chars=5000):
+        self.log.seek(0)
+        return self.log.read()[-chars:]
+
+    def check_alive(self):
+        if self.process.poll() is not None:
+            raise RuntimeError(f"app.py exited:\n{self.output()}")
+
+    def wait_until_up(self, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            try:
+                with urllib.request.urlopen(self.url, timeout=5):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no answer in {timeout} s:\n{self.output()}")
+                time.sleep(0.2)
+
+    def pids(self):
+        """The server's pid and those of all its descendants."""
+        pids, queue = [], [self.process.pid]
+        while queue:
+            pid = queue.pop()
+            pids.append(pid)
+            for children in pathlib.Path(f"/proc/{pid}/task").glob("*/children"):
+                try:
+                    queue += [int(c) for c in children.read_text().split()]
+                except OSError:  # The thread or process just ended.
+                    pass
+        return pids
+
+    def memory_mb(self):
+        """Peak (`VmHWM`) and current (`VmRSS`) resident memory, summed over
+        the server's processes, in MB."""
+        totals = {"VmHWM": 0, "VmRSS": 0}
+        for pid in self.pids():
+            try:
+                status = pathlib.Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                key, _, value = line.partition(":")
+                if key in totals:
+                    totals[key] += int(value.split()[0])  # kB
+        return {
+            "peak_mb": round(totals["VmHWM"] / 1024, 1),
+            "current_mb": round(totals["VmRSS"] / 1024, 1),
+            "processes": len(self.pids()),
+        }
+
+    def stop(self):
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+
+
+# ------------------------------------------------------------ clients
+def new_client(url):
+    from gradio_client import Client
+
+    return Client(url, verbose=False, analytics_enabled=False)
+
+
+def cold_start(server, model, settings):
+    """Seconds from starting the process to the first translation."""
+    server.wait_until_up(settings.startup_timeout)
+    client = new_client(server.url)
+    future = call_translate(client, SENTENCES[0], model)
+    future.result(timeout=settings.startup_timeout)
+    return time.perf_counter() - server.start
+
+
+def measure_level(model, endpoint, clients, settings):
+    """`settings.requests` requests from `len(clients)` concurrent clients."""
+    call = ENDPOINTS[endpoint]
+    sentences = itertools.cycle(SENTENCES)
+    # Each client gets its share of the requests (and of the sentences).
+    shares = [[] for _ in clients]
+    for i in range(settings.requests):
+        shares[i % len(clients)].append(next(sentences))
+
+    def run(client, texts):
+        results = []
+        for text in texts:
+            start = time.perf_counter()
+            answer = call(client, text, model).result(timeout=settings.request_timeout)
+            results.append((time.perf_counter() - start, answer))
+        return results
+
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(len(clients)) as pool:
+        futures = [pool.submit(run, c, texts) for c, texts in zip(clients, shares)]
+        results = [r for future in futures for r in future.result()]
+    wall = time.perf_counter() - start
+    summary = harness.summarize_ms([seconds for seconds, _ in results])
+    summary["requests_per_second"] = round(len(results) / wall, 2)
+    if endpoint == "translate":
+        server_seconds = [answer[1]["seconds"] for _, answer in results]
+        summary["server_median_ms"] = harness.summarize_ms(server_seconds)["median_ms"]
+    return summary
+
+
+def run_worker(args, settings):
+    backend = os.environ.get("KERAS_BACKEND")
+    server = Server(args.app, args.models_dir)
+    try:
+        result = {
+            "cold_start_seconds": round(cold_start(server, args.model, settings), 2)
+        }
+        harness.log(f"[{backend}] cold start {result['cold_start_seconds']} s")
+        warm_up = new_client(server.url)
+        for call in ENDPOINTS.values():
+            for text in SENTENCES:
+                call(warm_up, text, args.model).result(timeout=settings.request_timeout)
+        result["levels"] = {}
+        for count in settings.clients:
+            clients = [new_client(server.url) for _ in range(count)]
+            level = {}
+            for endpoint in ENDPOINTS:
+                level[endpoint] = measure_level(args.model, endpoint, clients, settings)
+                harness.log(
+                    f"[{backend}] {count} client(s) {endpoint}: p50 "
+                    f"{level[endpoint]['median_ms']:.0f} ms, p95 "
+                    f"{level[endpoint]['p95_ms']:.0f} ms"
+                )
+            result["levels"][str(count)] = level
+            server.check_alive()
+        result["memory"] = server.memory_mb()
+        harness.log(f"[{backend}] memory {result['memory']}")
+        return result
+    finally:
+        server.stop()
+
+
+# ------------------------------------------------------------ parent
+def metrics(settings):
+    """`(label, path in a worker result, target, digits)` of each table row."""
+    rows = [
+        ("cold start, s", "cold_start_seconds", "<= 20", 1),
+        ("peak memory (VmHWM), MB", "memory.peak_mb", "<= 2048", 0),
+    ]
+    for count in settings.clients:
+        for endpoint in ENDPOINTS:
+            name, path = f"{count} client(s), {endpoint}", f"levels.{count}.{endpoint}"
+            target = "<= 300" if (count, endpoint) == (1, "translate") else ""
+            rows.append((f"{name} p50, ms", f"{path}.median_ms", target, 0))
+            rows.append((f"{name} p95, ms", f"{path}.p95_ms", "", 0))
+        name, path = f"{count} client(s), translate", f"levels.{count}.translate"
+        rows.append((f"{name} server time p50, ms", f"{path}.server_median_ms", "", 0))
+        rows.append((f"{name} requests/s", f"{path}.requests_per_second", "", 1))
+    return rows
+
+
+def report(settings, backends):
+    table = harness.metric_table(metrics(settings), backends)
+    summary = {
+        name: {
+            "cold_start_seconds": harness.lookup(result, "cold_start_seconds"),
+            "peak_memory_mb": harness.lookup(result, "memory.peak_mb"),
+            "translate_p50_ms_1_client": harness.lookup(
+                result, "levels.1.translate.median_ms"
+            ),
+        }
+        for name, result in backends.items()
+    }
+    return table, summary
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    harness.add_common_arguments(parser)
+    parser.add_argument("--app", default=str(harness.ROOT / "app.py"), help="app file")
+    parser.add_argument(
+        "--models-dir", default="saved_models", help="KERAS_MHA_MODELS_DIR"
+    )
+    parser.add_argument("--model", default="en-es", help="model folder name")
+    parser.add_argument("--requests", type=int, help="per endpoint and level")
+    args = parser.parse_args(argv)
+    args.models_dir = str(pathlib.Path(args.models_dir).resolve())
+    settings = QUICK if args.quick else FULL
+    if args.requests:
+        settings = dataclasses.replace(settings, requests=args.requests)
+
+    if args.backend_worker:
+        harness.finish_worker(args, run_worker(args, settings))
+        return 0
+
+    if not pathlib.Path(args.app).is_file():
+        harness.log(f"{args.app} not found")
+        return 1
+    backends = harness.run_workers(__file__, args.backends)
+    table, summary = report(settings, backends)
+    print(table)
+    settings = dict(dataclasses.asdict(settings), app=args.app, model=args.model)
+    settings["models_dir"] = args.models_dir
+    path = harness.write_results(NAME, args, settings, backends, table, summary)
+    harness.log(f"results written to {path}")
+    return harness.exit_code(backends)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
