@@ -46,6 +46,7 @@ class Settings:
     max_sources: int | None = None  # (b) cap on test sources (None: all).
     batch_size: int = 64  # (b)
     beam_size: int = 4  # (b)
+    beam_sources: int | None = None  # (b) cap on sources for beam (None: all).
     latency_words: int = 10  # (c) words of the latency sentence.
     latency_warmup: int = 3  # (c)
     latency_runs: int = 50  # (c)
@@ -177,7 +178,8 @@ def run_worker(args, settings):
     harness.log(f"[{backend}] cache: {result['cache']['speedup']}x")
     result["greedy"] = throughput(translator, sources, settings, beam_size=1)
     harness.log(f"[{backend}] greedy: {result['greedy']['warm']}")
-    result["beam"] = throughput(translator, sources, settings, settings.beam_size)
+    beam_sources = sources[: settings.beam_sources]
+    result["beam"] = throughput(translator, beam_sources, settings, settings.beam_size)
     harness.log(f"[{backend}] beam {settings.beam_size}: {result['beam']['warm']}")
     sentence = min(sources, key=lambda s: abs(len(s.split()) - settings.latency_words))
     result["latency"] = latency(translator, sentence, settings)
@@ -236,12 +238,22 @@ def main(argv=None):
     parser.add_argument("--data-dir", default="../shared/data", help="corpora folder")
     parser.add_argument("--dataset", default="spa-eng", help="training.data key")
     parser.add_argument("--latency-runs", type=int, help="(c) timed translations")
+    parser.add_argument(
+        "--compare-sentences", type=int, help="(a) sentences for cached/uncached"
+    )
+    parser.add_argument("--beam-sources", type=int, help="(b) sources for beam")
     args = parser.parse_args(argv)
     args.model = str(pathlib.Path(args.model).resolve())
     args.data_dir = str(pathlib.Path(args.data_dir).resolve())
     settings = QUICK if args.quick else FULL
     if args.latency_runs:
         settings = dataclasses.replace(settings, latency_runs=args.latency_runs)
+    if args.beam_sources:
+        settings = dataclasses.replace(settings, beam_sources=args.beam_sources)
+    if args.compare_sentences:
+        settings = dataclasses.replace(
+            settings, compare_sentences=args.compare_sentences
+        )
 
     if args.backend_worker:
         harness.finish_worker(args, run_worker(args, settings))

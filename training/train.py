@@ -312,6 +312,8 @@ def average_checkpoints(model, paths):
 def evaluate_loss(model, dataset):
     """Validation loss; `inf` when the dataset yields no batch (a tiny split
     whose buckets are all smaller than one batch under data parallelism)."""
+    if dataset is None:
+        return np.inf
     logs = model.evaluate(dataset, verbose=0, return_dict=True)
     return float(logs.get("loss", np.inf))
 
@@ -406,6 +408,10 @@ def train(config, command=None):
     ]
     if not sys.stdout.isatty():
         callbacks.append(ProgressLog())
+    if next(iter(valid_ds), None) is None:
+        # A tiny split whose buckets never fill one evenly divisible batch.
+        logger.warning("No validation batch; keeping checkpoints by train loss")
+        valid_ds = None
     if initial_epoch < config.epochs:
         model.fit(
             train_ds,
