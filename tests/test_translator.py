@@ -102,7 +102,8 @@ def test_disabled_heads_change_attention_and_reuse_compilation(translator):
 def test_cli_translates_arguments_and_stdin(tmp_path, capsys):
     out = tmp_path / "att.npz"
     translate_main(["--model", str(TINY), "--attention", str(out), "I love you."])
-    assert capsys.readouterr().out.strip()
+    # One line per text (the tiny model's translation may be empty).
+    assert capsys.readouterr().out.count("\n") == 1
     arrays = np.load(out)
     assert arrays["cross_attention"].ndim == 4
     result = subprocess.run(
@@ -114,7 +115,7 @@ def test_cli_translates_arguments_and_stdin(tmp_path, capsys):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert len(result.stdout.strip().splitlines()) == 2
+    assert len(result.stdout.splitlines()) == 2
 
 
 @pytest.mark.slow
