@@ -25,6 +25,23 @@ def _write_row(history, rows, index, axis):
     return ops.slice_update(history, start, rows)
 
 
+def _next_log_probs(model, tokens, index, rows, caches, encoder_mask, **kwargs):
+    """One cached decoder step on the token at `index` of every row.
+
+    Args:
+        tokens: `(R, T + 1)` ids written so far; R rows (B, or B*K beams).
+        caches: `(self_cache, cross_cache)`.
+
+    Returns:
+        `(log_probs, outputs)`: float32 `(R, V)` next-token log-probabilities
+        and the rest of `decode_step`'s outputs (updated cache, scores).
+    """
+    previous = ops.slice(tokens, [0, index], [rows, 1])  # (R, 1)
+    outputs = model.decode_step(previous, index, *caches, encoder_mask, **kwargs)
+    log_probs = ops.log_softmax(ops.cast(outputs[0][:, 0], "float32"), axis=-1)
+    return log_probs, outputs
+
+
 def greedy_search(
     model,
     encoder_inputs,
@@ -82,20 +99,17 @@ def greedy_search(
         )
 
     def body(index, tokens, log_probs, finished, self_cache, *attention):
-        previous = ops.slice(tokens, [0, index], [batch_size, 1])  # (B, 1)
-        outputs = model.decode_step(
-            previous,
+        step_log_probs, outputs = _next_log_probs(
+            model,
+            tokens,
             index,
-            self_cache,
-            cross_cache,
+            batch_size,
+            (self_cache, cross_cache),
             encoder_mask,
             return_attention_scores=return_attention,
             head_masks=head_masks,
-        )
-        logits, self_cache = outputs[0], outputs[1]
-        step_log_probs = ops.log_softmax(
-            ops.cast(logits[:, 0], "float32"), axis=-1
         )  # (B, V)
+        self_cache = outputs[1]
         next_token = ops.cast(ops.argmax(step_log_probs, axis=-1), "int32")  # (B,)
         next_token = ops.where(finished, 0, next_token)
         token_log_prob = ops.take_along_axis(
@@ -202,18 +216,17 @@ def beam_search(
         )
 
     def body(index, tokens, log_probs, scores, finished, lengths, self_cache, *att):
-        previous = ops.slice(tokens, [0, index], [flat, 1])  # (B*K, 1)
-        outputs = model.decode_step(
-            previous,
+        step, outputs = _next_log_probs(
+            model,
+            tokens,
             index,
-            self_cache,
-            cross_cache,
+            flat,
+            (self_cache, cross_cache),
             encoder_mask,
             return_attention_scores=return_attention,
             head_masks=head_masks,
-        )
-        logits, self_cache = outputs[0], outputs[1]
-        step = ops.log_softmax(ops.cast(logits[:, 0], "float32"), axis=-1)
+        )  # (B*K, V)
+        self_cache = outputs[1]
         vocabulary_size = ops.shape(step)[-1]
         # A finished beam has one continuation, padding, at no cost.
         only_padding = ops.where(ops.arange(vocabulary_size) == 0, 0.0, NEG_INF)
