@@ -7,7 +7,11 @@ H heads, K key dim, L_max the length of the self-attention cache.
 
 import keras
 
-from keras_mha.encoder import check_attention_sizes, residual
+from keras_mha.encoder import (
+    check_attention_sizes,
+    feedforward_dropout_rate,
+    residual,
+)
 from keras_mha.feed_forward import FeedForward
 from keras_mha.masks import and_masks
 from keras_mha.multi_head_attention import MultiHeadAttention
@@ -20,7 +24,10 @@ class TransformerDecoderLayer(keras.layers.Layer):
     Args:
         intermediate_dim: int, feed-forward hidden size.
         num_heads: int, H (must divide D).
-        dropout: float, dropout rate everywhere in the layer.
+        dropout: float, dropout on attention weights and residual branches.
+        activation_dropout: float, dropout on the feed-forward hidden layer
+            (after the activation); `None` (default) uses `dropout`.
+            keras-hub's layers have none there (0.0).
         activation: feed-forward activation.
         layer_norm_epsilon: float.
         normalize_first: bool, pre-LN (True) or post-LN (False).
@@ -65,6 +72,7 @@ class TransformerDecoderLayer(keras.layers.Layer):
         intermediate_dim,
         num_heads,
         dropout=0.0,
+        activation_dropout=None,
         activation="relu",
         layer_norm_epsilon=1e-5,
         normalize_first=True,
@@ -76,6 +84,7 @@ class TransformerDecoderLayer(keras.layers.Layer):
         self.intermediate_dim = intermediate_dim
         self.num_heads = num_heads
         self.dropout = dropout
+        self.activation_dropout = activation_dropout
         self.activation = keras.activations.get(activation)
         self.layer_norm_epsilon = layer_norm_epsilon
         self.normalize_first = normalize_first
@@ -127,7 +136,7 @@ class TransformerDecoderLayer(keras.layers.Layer):
         self.feedforward = FeedForward(
             self.intermediate_dim,
             activation=self.activation,
-            dropout=self.dropout,
+            dropout=feedforward_dropout_rate(self.dropout, self.activation_dropout),
             kernel_initializer=self.kernel_initializer,
             bias_initializer=self.bias_initializer,
             dtype=self.dtype_policy,
@@ -281,6 +290,7 @@ class TransformerDecoderLayer(keras.layers.Layer):
                 "intermediate_dim": self.intermediate_dim,
                 "num_heads": self.num_heads,
                 "dropout": self.dropout,
+                "activation_dropout": self.activation_dropout,
                 "activation": keras.activations.serialize(self.activation),
                 "layer_norm_epsilon": self.layer_norm_epsilon,
                 "normalize_first": self.normalize_first,

@@ -136,7 +136,10 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
 
     def logits(self, hidden):
         """Tied output projection: `(B, T, D)` -> `(B, T, V)` logits."""
-        return ops.einsum("btd,vd->btv", hidden, self.embeddings)  # (B, T, V)
+        # A matmul, not `einsum("btd,vd->btv")`: TensorFlow's einsum gradient
+        # for this product made a whole training step 1.5x slower on CPU
+        # (measured with benchmarks/bench_training.py); JAX is indifferent.
+        return ops.matmul(hidden, ops.transpose(self.embeddings))  # (B, T, V)
 
     def get_config(self):
         config = super().get_config()

@@ -30,6 +30,12 @@ def residual(inputs, sublayer, layer_norm, dropout_layer, normalize_first, train
     return x, extras
 
 
+def feedforward_dropout_rate(dropout, activation_dropout):
+    """The feed-forward hidden layer's dropout: `activation_dropout`, or
+    `dropout` when it is None (what models saved before the argument got)."""
+    return dropout if activation_dropout is None else activation_dropout
+
+
 def check_attention_sizes(hidden_dim, num_heads):
     if hidden_dim % num_heads:
         raise ValueError(
@@ -45,8 +51,10 @@ class TransformerEncoderLayer(keras.layers.Layer):
     Args:
         intermediate_dim: int, feed-forward hidden size.
         num_heads: int, H (must divide D).
-        dropout: float, dropout on attention weights, residual branches and
-            the feed-forward hidden layer.
+        dropout: float, dropout on attention weights and residual branches.
+        activation_dropout: float, dropout on the feed-forward hidden layer
+            (after the activation); `None` (default) uses `dropout`.
+            keras-hub's layers have none there (0.0).
         activation: feed-forward activation.
         layer_norm_epsilon: float.
         normalize_first: bool, pre-LN (True) or post-LN (False).
@@ -77,6 +85,7 @@ class TransformerEncoderLayer(keras.layers.Layer):
         intermediate_dim,
         num_heads,
         dropout=0.0,
+        activation_dropout=None,
         activation="relu",
         layer_norm_epsilon=1e-5,
         normalize_first=True,
@@ -88,6 +97,7 @@ class TransformerEncoderLayer(keras.layers.Layer):
         self.intermediate_dim = intermediate_dim
         self.num_heads = num_heads
         self.dropout = dropout
+        self.activation_dropout = activation_dropout
         self.activation = keras.activations.get(activation)
         self.layer_norm_epsilon = layer_norm_epsilon
         self.normalize_first = normalize_first
@@ -120,7 +130,7 @@ class TransformerEncoderLayer(keras.layers.Layer):
         self.feedforward = FeedForward(
             self.intermediate_dim,
             activation=self.activation,
-            dropout=self.dropout,
+            dropout=feedforward_dropout_rate(self.dropout, self.activation_dropout),
             kernel_initializer=self.kernel_initializer,
             bias_initializer=self.bias_initializer,
             dtype=self.dtype_policy,
@@ -218,6 +228,7 @@ class TransformerEncoderLayer(keras.layers.Layer):
                 "intermediate_dim": self.intermediate_dim,
                 "num_heads": self.num_heads,
                 "dropout": self.dropout,
+                "activation_dropout": self.activation_dropout,
                 "activation": keras.activations.serialize(self.activation),
                 "layer_norm_epsilon": self.layer_norm_epsilon,
                 "normalize_first": self.normalize_first,

@@ -19,6 +19,12 @@ from keras_mha.masks import merge_masks
 _FUSED_BACKENDS = ("jax", "torch")
 
 
+def _large_negative(dtype):
+    """The masked-score fill: -1e9, or -3e4 where float16 would overflow."""
+    value = -3e4 if keras.backend.standardize_dtype(dtype) == "float16" else -1e9
+    return ops.cast(value, dtype)
+
+
 def _check_positive_int(name, value):
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ValueError(
@@ -304,12 +310,23 @@ class MultiHeadAttention(keras.layers.Layer):
         scores = ops.einsum("bthk,bshk->bhts", query, key)  # (B, H, T, S)
         if mask is not None:
             mask = ops.expand_dims(mask, 1)  # (B, 1, T, S)
-            # -1e9 rather than -inf: a fully masked row stays finite.
-            scores = ops.where(mask, scores, ops.cast(-1e9, scores.dtype))
+            # An additive bias (built at mask size, broadcast over heads) is
+            # cheaper to differentiate than a `where` on the scores. A large
+            # finite negative rather than -inf: a fully masked row stays
+            # finite (no NaN), and masked keys still get exp(...) == 0.
+            bias = ops.where(
+                mask,
+                ops.cast(0.0, scores.dtype),
+                _large_negative(scores.dtype),
+            )  # (B, 1, T, S)
+            scores = scores + bias
         weights = ops.softmax(scores, axis=-1)  # (B, H, T, S)
         if mask is not None:
-            # Masked keys get exactly zero; a fully masked row is all zeros.
-            weights = ops.where(mask, weights, ops.zeros_like(weights))
+            # Masked keys already get exactly zero (exp underflows); a fully
+            # masked row would be uniform, so zero it. A (B, 1, T, 1) factor
+            # is cheaper than a second full-size `where` in training.
+            has_key = ops.any(mask, axis=-1, keepdims=True)  # (B, 1, T, 1)
+            weights = weights * ops.cast(has_key, weights.dtype)
         dropped = self.dropout_layer(weights, training=training)
         context = ops.einsum("bhts,bshv->bthv", dropped, value)  # (B, T, H, V)
         return context, weights

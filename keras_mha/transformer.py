@@ -35,7 +35,9 @@ class Transformer(keras.Model):
         hidden_dim: int, D.
         intermediate_dim: int, feed-forward size.
         num_heads: int, H.
-        dropout: float.
+        dropout: float, on embeddings, attention weights and residuals.
+        activation_dropout: float or None, on the feed-forward hidden layer;
+            `None` uses `dropout`.
         max_length: int, longest source or target sequence (positions).
         position_embedding: "sinusoidal" or "learned".
         share_embeddings: bool, one embedding table for source and target
@@ -80,6 +82,7 @@ class Transformer(keras.Model):
         intermediate_dim=1024,
         num_heads=4,
         dropout=0.1,
+        activation_dropout=None,
         max_length=128,
         position_embedding="sinusoidal",
         share_embeddings=False,
@@ -104,6 +107,7 @@ class Transformer(keras.Model):
         self.intermediate_dim = intermediate_dim
         self.num_heads = num_heads
         self.dropout = dropout
+        self.activation_dropout = activation_dropout
         self.max_length = max_length
         self.position_embedding = position_embedding
         self.share_embeddings = share_embeddings
@@ -145,6 +149,7 @@ class Transformer(keras.Model):
             intermediate_dim=self.intermediate_dim,
             num_heads=self.num_heads,
             dropout=self.dropout,
+            activation_dropout=self.activation_dropout,
             activation=self.activation,
             layer_norm_epsilon=self.layer_norm_epsilon,
             normalize_first=self.normalize_first,
@@ -379,6 +384,7 @@ class Transformer(keras.Model):
                 "intermediate_dim": self.intermediate_dim,
                 "num_heads": self.num_heads,
                 "dropout": self.dropout,
+                "activation_dropout": self.activation_dropout,
                 "max_length": self.max_length,
                 "position_embedding": self.position_embedding,
                 "share_embeddings": self.share_embeddings,

@@ -160,3 +160,41 @@ def test_model_dim_must_be_divisible_by_num_heads():
     layer = TransformerEncoderLayer(intermediate_dim=F, num_heads=3)
     with pytest.raises(ValueError, match="divisible by `num_heads`"):
         layer.build((B, S, D))
+
+
+@pytest.mark.parametrize("layer_class", ["encoder", "decoder"])
+@pytest.mark.parametrize(
+    "activation_dropout, expected_rate", [(None, 0.3), (0.0, 0.0), (0.1, 0.1)]
+)
+def test_activation_dropout_sets_the_feedforward_dropout(
+    layer_class, activation_dropout, expected_rate
+):
+    from keras_mha.decoder import TransformerDecoderLayer
+
+    cls = (
+        TransformerEncoderLayer if layer_class == "encoder" else TransformerDecoderLayer
+    )
+    layer = cls(
+        intermediate_dim=F,
+        num_heads=H,
+        dropout=0.3,
+        activation_dropout=activation_dropout,
+    )
+    layer.build((B, S, D))
+    assert layer.feedforward.dropout == expected_rate
+    # Attention and residual dropout keep `dropout`.
+    assert layer.self_attention.dropout == 0.3
+    assert layer.feedforward_dropout.rate == 0.3
+    restored = cls.from_config(layer.get_config())
+    restored.build((B, S, D))
+    assert restored.feedforward.dropout == expected_rate
+
+
+def test_configs_saved_without_activation_dropout_keep_dropout_in_feedforward():
+    # Models saved before the argument existed (the shipped ones) have no
+    # "activation_dropout" key: their feed-forward dropout stays `dropout`.
+    config = make_layer(dropout=0.2).get_config()
+    del config["activation_dropout"]
+    layer = TransformerEncoderLayer.from_config(config)
+    layer.build((B, S, D))
+    assert layer.feedforward.dropout == 0.2

@@ -52,7 +52,9 @@ class TrainConfig:
     hidden_dim: int = 256  # d_model.
     intermediate_dim: int = 1024  # Feed-forward size.
     num_heads: int = 4  # Attention heads per layer.
-    dropout: float = 0.1  # Everywhere: embeddings, attention, residuals, FFN.
+    dropout: float = 0.1  # Embeddings, attention weights, residual branches.
+    # Feed-forward hidden layer; None: `dropout` (as the shipped models).
+    activation_dropout: float | None = None
     normalize_first: bool = True  # Pre-LN (True) or post-LN (False).
     max_length: int = 64  # Longest source/target in tokens (longer: cut).
     batch_tokens: int = 4096  # Token budget of a batch (per side, padded).
@@ -179,6 +181,7 @@ def build_model(config, vocabulary_size):
         intermediate_dim=config.intermediate_dim,
         num_heads=config.num_heads,
         dropout=config.dropout,
+        activation_dropout=config.activation_dropout,
         max_length=config.max_length,
         share_embeddings=True,
         tie_output=True,
