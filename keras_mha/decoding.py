@@ -162,7 +162,9 @@ def beam_search(
 
     Hypotheses are ranked by `log P / ((5 + length) / 6) ** length_penalty`;
     a finished hypothesis keeps its score and stays in the beam until better
-    ones push it out. The loop stops when all beams of all inputs ended.
+    ones push it out. The loop stops as soon as, for every input, no live
+    beam can still outscore the best finished one (an exact bound, so the
+    best hypothesis is the same as with a search to `max_length`).
 
     Args:
         model, encoder_inputs, max_length, bos_id, eos_id, head_masks,
@@ -210,9 +212,22 @@ def beam_search(
             ops.zeros(shape + (source_length,), "float32"),  # (N, B*K, H, T, S)
         ]
 
-    def cond(index, tokens, log_probs, scores, finished, *rest):
+    def cond(index, tokens, log_probs, scores, finished, lengths, *rest):
+        # An input is done when no live beam can still beat its best
+        # finished hypothesis: log P only falls and the penalty is at most
+        # that of `max_length`, so `raw / penalty(max_length)` bounds a live
+        # beam's final score. The best hypothesis is then the one a search
+        # to `max_length` would return; the loop ends when all inputs are done.
+        done = ops.reshape(finished, (batch_size, K))  # (B, K)
+        final = scores / _length_penalty(
+            ops.reshape(ops.maximum(lengths, 1), (batch_size, K)), length_penalty
+        )  # (B, K)
+        best_finished = ops.max(ops.where(done, final, 2 * NEG_INF), axis=-1)
+        best_live = scores / _length_penalty(max_length, length_penalty)
+        best_live = ops.max(ops.where(done, 2 * NEG_INF, best_live), axis=-1)
+        settled = ops.greater_equal(best_finished, best_live)  # (B,)
         return ops.logical_and(
-            ops.less(index, max_length), ops.logical_not(ops.all(finished))
+            ops.less(index, max_length), ops.logical_not(ops.all(settled))
         )
 
     def body(index, tokens, log_probs, scores, finished, lengths, self_cache, *att):

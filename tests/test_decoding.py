@@ -1,5 +1,7 @@
 """Cached greedy and beam search: the specification of keras_mha.decoding."""
 
+import pathlib
+
 import keras
 import numpy as np
 import pytest
@@ -141,3 +143,41 @@ def test_search_model_compiles_once_per_shape(model, source):
     np.testing.assert_array_equal(first["tokens"], again["tokens"])
     eager = _np(greedy_search(model, source, 8, BOS, EOS)["tokens"])
     np.testing.assert_array_equal(np.asarray(first["tokens"]), eager)
+
+
+SHIPPED_EN_DE = pathlib.Path(__file__).parents[1] / "saved_models" / "en-de"
+
+
+@pytest.mark.skipif(
+    not (SHIPPED_EN_DE / "model.keras").exists(), reason="no shipped en-de model"
+)
+def test_beam_search_stops_once_no_live_beam_can_win():
+    # A trained model ends its hypotheses (the tiny fixture model never
+    # does); the search must then stop long before `max_length`, and the
+    # best hypothesis must not depend on how far it was allowed to run.
+    import sentencepiece
+
+    folder = SHIPPED_EN_DE
+    trained = keras.saving.load_model(folder / "model.keras")
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(folder / "spm.model"))
+    sentences = [
+        "A man in a blue shirt is riding a bike down the street.",
+        "Two dogs play in the snow.",
+        "A girl is reading a book.",
+    ]
+    ids = [sp.encode(s) + [sp.eos_id()] for s in sentences]
+    source = np.zeros((len(ids), max(map(len, ids))), "int32")
+    for row, sentence_ids in enumerate(ids):
+        source[row, : len(sentence_ids)] = sentence_ids
+    bos, eos = sp.bos_id(), sp.eos_id()
+    outputs = [
+        beam_search(trained, source, max_length, bos, eos, beam_size=4)
+        for max_length in (40, 60)
+    ]
+    tokens = [_np(out["tokens"]) for out in outputs]  # (B, K, T) each
+    written = np.flatnonzero(np.any(tokens[0] != 0, axis=(0, 1)))
+    assert written.max() < 30  # Stopped early: nothing written after that.
+    for short, long in zip(tokens[0][:, 0], tokens[1][:, 0]):
+        assert eos in short  # The best hypotheses are finished ...
+        np.testing.assert_array_equal(short, long[: len(short)])  # ... and equal.
+        assert not long[len(short) :].any()
