@@ -212,6 +212,11 @@ def beam_search(
             ops.zeros(shape + (source_length,), "float32"),  # (N, B*K, H, T, S)
         ]
 
+    def normalize(scores, lengths):
+        """`(B, K)` raw log P and `(B*K,)` lengths -> `(B, K)` ranking scores."""
+        lengths = ops.reshape(ops.maximum(lengths, 1), (batch_size, K))
+        return scores / _length_penalty(lengths, length_penalty)
+
     def cond(index, tokens, log_probs, scores, finished, lengths, *rest):
         # An input is done when no live beam can still beat its best
         # finished hypothesis: log P only falls and the penalty is at most
@@ -219,9 +224,7 @@ def beam_search(
         # beam's final score. The best hypothesis is then the one a search
         # to `max_length` would return; the loop ends when all inputs are done.
         done = ops.reshape(finished, (batch_size, K))  # (B, K)
-        final = scores / _length_penalty(
-            ops.reshape(ops.maximum(lengths, 1), (batch_size, K)), length_penalty
-        )  # (B, K)
+        final = normalize(scores, lengths)  # (B, K)
         best_finished = ops.max(ops.where(done, final, 2 * NEG_INF), axis=-1)
         best_live = scores / _length_penalty(max_length, length_penalty)
         best_live = ops.max(ops.where(done, 2 * NEG_INF, best_live), axis=-1)
@@ -294,9 +297,7 @@ def beam_search(
 
     state = ops.while_loop(cond, body, state, maximum_iterations=max_length)
     tokens, log_probs, scores, lengths = state[1], state[2], state[3], state[5]
-    normalized = scores / _length_penalty(
-        ops.reshape(ops.maximum(lengths, 1), (batch_size, K)), length_penalty
-    )  # (B, K)
+    normalized = normalize(scores, lengths)  # (B, K)
     order = ops.argsort(-normalized, axis=-1)  # (B, K) best first
     flat_order = ops.reshape(ops.arange(batch_size)[:, None] * K + order, (-1,))
 
