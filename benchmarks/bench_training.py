@@ -13,8 +13,7 @@ weights), keras-hub's `TokenAndPositionEmbedding` learns `max_length x D`
 positions (16k weights, 0.3 % of the model). Dropout sits in the same places
 in both: keras-hub's layers have none on the feed-forward hidden layer, so
 ours runs with `activation_dropout=0.0` here (the shipped models keep the
-default, `dropout` there too, which cost about 8 % of a training step on JAX
-on the 2-core CPU).
+default, `dropout` there too).
 
 Both are compiled with `training.train.compile_model` (Adam with warmup,
 gradient clipping, `MaskedSparseCrossentropy`, masked accuracy; XLA where Keras
