@@ -362,3 +362,65 @@ def test_shuffle_is_seeded(pairs):
 def test_max_length_must_leave_room_for_bos_and_eos(pairs):
     with pytest.raises(ValueError, match="max_length=1"):
         data.make_dataset(pairs, codepoints, codepoints, max_length=1)
+
+
+# The NumPy pipeline (machines without TensorFlow) batches as tf.data does.
+
+
+def codepoint_lists(strings):
+    """`codepoints` for Python: a list of strings to lists of code points."""
+    return [[ord(c) for c in s] for s in strings]
+
+
+def collect_numpy(dataset):
+    return [
+        (inputs["encoder_inputs"], inputs["decoder_inputs"], labels)
+        for inputs, labels in (dataset[i] for i in range(len(dataset)))
+    ]
+
+
+def rows_by_length(batches):
+    """{bucket length L: sorted rows of (source, decoder, labels) ids}."""
+    rows = {}
+    for encoder, decoder, labels in batches:
+        for triple in zip(encoder, decoder, labels):
+            rows.setdefault(encoder.shape[1], []).append(
+                tuple(tuple(int(i) for i in row) for row in triple)
+            )
+    return {length: sorted(r) for length, r in rows.items()}
+
+
+@pytest.mark.parametrize("max_length", [16, 64])
+def test_numpy_batches_hold_the_same_rows_as_tf_data(pairs, max_length):
+    args = dict(max_tokens=96, max_length=max_length, drop_remainder=False)
+    tf_batches = collect(
+        data.make_dataset(pairs, codepoints, codepoints, shuffle=False, **args)
+    )
+    numpy_batches = collect_numpy(
+        data.BucketedBatches(pairs, codepoint_lists, codepoint_lists, **args)
+    )
+    assert rows_by_length(numpy_batches) == rows_by_length(tf_batches)
+    for encoder, decoder, labels in numpy_batches:
+        assert encoder.dtype == decoder.dtype == labels.dtype == np.int32
+        assert encoder.shape == decoder.shape == labels.shape
+        assert encoder.shape[0] * encoder.shape[1] <= 96
+
+
+def test_numpy_batches_drop_remainders_and_reshuffle_each_epoch(pairs):
+    dataset = data.BucketedBatches(
+        pairs, codepoint_lists, codepoint_lists, max_tokens=96, max_length=24
+    )
+    first = collect_numpy(dataset)
+    for encoder, _, _ in first:
+        assert encoder.shape[0] == data.bucket_batch_size(encoder.shape[1], 96)
+    dataset.on_epoch_end()
+    second = collect_numpy(dataset)
+    assert rows_by_length(second) != rows_by_length(first) or [
+        text(b[0][0]) for b in second
+    ] != [text(b[0][0]) for b in first]
+    again = data.BucketedBatches(
+        pairs, codepoint_lists, codepoint_lists, max_tokens=96, max_length=24
+    )
+    assert [b[0].tolist() for b in collect_numpy(again)] == [
+        b[0].tolist() for b in first
+    ]

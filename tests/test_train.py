@@ -1,5 +1,6 @@
 """Training CLI: a tiny end-to-end run, kill and resume, data parallelism."""
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -86,6 +87,28 @@ def test_one_tiny_training_run_end_to_end(tmp_path):
     assert history[-1]["loss"] < history[0]["loss"]
     translation = Translator.load(out).translate("I love you.")
     assert translation.attention["cross"].shape[0] == 1
+
+
+def test_numpy_input_pipeline_trains_without_tf_data(tmp_path):
+    """`--input-pipeline numpy` (what machines without TensorFlow get)."""
+    out = tmp_path / "model"
+    config = train_lib.parse_config(
+        TINY_FLAGS + ["--out", str(out), "--epochs", "2", "--input-pipeline", "numpy"]
+    )
+    assert train_lib.input_pipeline(config) == "numpy"
+    metrics = train_lib.train(config, command="test")
+    assert metrics["input_pipeline"] == "numpy" and metrics["steps"] > 0
+    assert metrics["history"][-1]["loss"] < metrics["history"][0]["loss"]
+    assert "val_loss" in metrics["history"][-1]
+    assert Translator.load(out).translate("I love you.").text is not None
+
+
+def test_input_pipeline_auto_prefers_tf_data_where_installed():
+    config = train_lib.parse_config(["--input-pipeline", "auto"])
+    expected = "tf" if importlib.util.find_spec("tensorflow") else "numpy"
+    assert train_lib.input_pipeline(config) == expected
+    with pytest.raises(ValueError, match="input_pipeline=torch"):
+        train_lib.input_pipeline(train_lib.parse_config(["--input-pipeline", "torch"]))
 
 
 def _run(args, **kwargs):

@@ -1,4 +1,4 @@
-"""Parallel corpora and the `tf.data` input pipeline for translation.
+"""Parallel corpora and the input pipelines for translation.
 
 The corpora are read from a local directory laid out as `../shared/data` is
 (see its README): `spa-eng/{train,valid,test}.tsv` and
@@ -18,7 +18,14 @@ dataset = make_dataset(pairs, tokenizer, tokenizer, max_tokens=4096)
 inputs, labels = next(iter(dataset))
 inputs["encoder_inputs"].shape  # (B, L)
 ```
+
+`make_dataset` is the `tf.data` pipeline (tokenization inside the graph) used
+wherever TensorFlow is installed; `BucketedBatches` is the same batching as a
+`keras.utils.PyDataset` of NumPy arrays, for machines without TensorFlow
+(a JAX- or PyTorch-only GPU box).
 """
+
+from __future__ import annotations
 
 import dataclasses
 import gzip
@@ -27,9 +34,13 @@ import os
 import pathlib
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import keras
-import tensorflow as tf
+import numpy as np
+
+if TYPE_CHECKING:  # Imported where used: the NumPy pipeline runs without it.
+    import tensorflow as tf
 
 logger = logging.getLogger(__name__)
 
@@ -415,6 +426,14 @@ def bucket_batch_size(length: int, max_tokens: int, multiple: int = 1) -> int:
     return max(multiple, batch_size - batch_size % multiple)
 
 
+def _check_max_length(max_length):
+    if max_length < 2:
+        raise ValueError(
+            "Received an invalid value for argument `max_length`, expected an "
+            f"integer >= 2. Received: max_length={max_length}"
+        )
+
+
 def make_dataset(
     pairs: Sequence[tuple[str, str]],
     tokenize_source: Callable[[tf.Tensor], tf.RaggedTensor],
@@ -460,11 +479,9 @@ def make_dataset(
         A dataset of `({"encoder_inputs": (B, L), "decoder_inputs": (B, L)},
         labels (B, L))`, all int32, padded with 0.
     """
-    if max_length < 2:
-        raise ValueError(
-            "Received an invalid value for argument `max_length`, expected an "
-            f"integer >= 2. Received: max_length={max_length}"
-        )
+    import tensorflow as tf
+
+    _check_max_length(max_length)
     sources = tf.constant([source for source, _ in pairs], dtype=tf.string)
     targets = tf.constant([target for _, target in pairs], dtype=tf.string)
     dataset = tf.data.Dataset.from_tensor_slices((sources, targets))
@@ -512,3 +529,107 @@ def make_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+class BucketedBatches(keras.utils.PyDataset):
+    """`make_dataset`'s batches as a `keras.utils.PyDataset` of NumPy arrays.
+
+    For machines without TensorFlow (e.g. a GPU box with JAX or PyTorch only).
+    Same truncation, BOS/EOS, buckets and per-bucket batch sizes as
+    `make_dataset`; sentences are tokenized once, up front, in Python. Each
+    epoch shuffles the pairs inside every bucket and then the order of the
+    batches (seeded by `seed` and the epoch number).
+
+    Args:
+        pairs: `(source, target)` strings.
+        encode_source: maps a list of strings to lists of int ids (e.g.
+            `sentencepiece.SentencePieceProcessor.encode`).
+        encode_target: the same for targets.
+        max_tokens, max_length, shuffle, seed, bos_id, eos_id,
+        drop_remainder, batch_multiple: as in `make_dataset`.
+        **kwargs: `keras.utils.PyDataset` arguments (`workers`, ...).
+
+    Each item is `({"encoder_inputs": (B, L), "decoder_inputs": (B, L)},
+    labels (B, L))`, all int32, padded with 0.
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        encode_source: Callable[[list[str]], list[list[int]]],
+        encode_target: Callable[[list[str]], list[list[int]]],
+        *,
+        max_tokens: int = 4096,
+        max_length: int = 64,
+        shuffle: bool = True,
+        seed: int = 0,
+        bos_id: int = 2,
+        eos_id: int = 3,
+        drop_remainder: bool = True,
+        batch_multiple: int = 1,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _check_max_length(max_length)
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_remainder = drop_remainder
+        self.epoch = 0
+        source_ids = encode_source([source for source, _ in pairs])
+        target_ids = encode_target([target for _, target in pairs])
+        lengths = bucket_lengths(max_length)
+        # Per bucket: (L, batch size, encoder (N, L), decoder (N, L), labels (N, L)).
+        self.buckets = []
+        members = [[] for _ in lengths]
+        for index, (source, target) in enumerate(zip(source_ids, target_ids)):
+            source, target = source[:max_length], target[: max_length - 1]
+            length = max(len(source), len(target) + 1)
+            members[next(i for i, n in enumerate(lengths) if length <= n)].append(
+                (source, target)
+            )
+        for length, bucket in zip(lengths, members):
+            if not bucket:
+                continue
+            encoder = np.zeros((len(bucket), length), "int32")
+            decoder = np.zeros((len(bucket), length), "int32")
+            labels = np.zeros((len(bucket), length), "int32")
+            for row, (source, target) in enumerate(bucket):
+                encoder[row, : len(source)] = source
+                decoder[row, : len(target) + 1] = [bos_id] + list(target)
+                labels[row, : len(target) + 1] = list(target) + [eos_id]
+            batch_size = bucket_batch_size(length, max_tokens, batch_multiple)
+            self.buckets.append((batch_size, encoder, decoder, labels))
+        self._index = self._batches()
+
+    def _batches(self):
+        """`(bucket, row indices)` of every batch of the current epoch."""
+        rng = np.random.default_rng([self.seed, self.epoch])
+        batches = []
+        for bucket, (batch_size, encoder, _, _) in enumerate(self.buckets):
+            order = np.arange(len(encoder))
+            if self.shuffle:
+                rng.shuffle(order)
+            stop = (
+                len(order) - len(order) % batch_size
+                if self.drop_remainder
+                else len(order)
+            )
+            batches += [
+                (bucket, order[i : i + batch_size]) for i in range(0, stop, batch_size)
+            ]
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def __len__(self):
+        return len(self._index)
+
+    def __getitem__(self, index):
+        bucket, rows = self._index[index]
+        _, encoder, decoder, labels = self.buckets[bucket]
+        inputs = {"encoder_inputs": encoder[rows], "decoder_inputs": decoder[rows]}
+        return inputs, labels[rows]
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._index = self._batches()

@@ -146,7 +146,10 @@ def write_model_card(model_dir):
         f"{m['valid_pairs']:,} pairs. See `../shared/data/README.md`.",
         f"- {m['epochs_trained']} epochs, {m['steps']:,} steps, "
         f"{m['train_seconds'] / 60:.0f} min of training on "
-        f"{m['cpu_count']} CPU cores ({m['cpu']}), Keras {m['keras_version']} "
+        + (f"{m['accelerator']} (host: " if m.get("accelerator") else "")
+        + f"{m['cpu_count']} CPU cores ({m['cpu']})"
+        + (")" if m.get("accelerator") else "")
+        + f", Keras {m['keras_version']} "
         f"on the {m['backend']} backend"
         + (f"; {m['hardware_note']}" if m.get("hardware_note") else "")
         + ".",

@@ -20,7 +20,6 @@ import pathlib
 import random
 from collections.abc import Iterable, Sequence
 
-import keras_hub
 import sentencepiece
 
 # Ids and pieces of the special tokens; 0 doubles as the Keras padding mask id.
@@ -101,7 +100,7 @@ def train_tokenizer(
 
 def load_tokenizer(
     model_path: str | os.PathLike, sequence_length: int | None = None
-) -> keras_hub.tokenizers.SentencePieceTokenizer:
+) -> "keras_hub.tokenizers.SentencePieceTokenizer":  # noqa: F821
     """Loads a trained model as a keras-hub `SentencePieceTokenizer`.
 
     Called on a string tensor `(N,)` it returns int32 ids: a `tf.RaggedTensor`
@@ -112,6 +111,8 @@ def load_tokenizer(
         model_path: a `.model` file written by `train_tokenizer`.
         sequence_length: fixed output length, or `None` for ragged ids.
     """
+    import keras_hub  # Imported here: it needs TensorFlow (and tensorflow-text).
+
     return keras_hub.tokenizers.SentencePieceTokenizer(
         proto=str(model_path), sequence_length=sequence_length, dtype="int32"
     )

@@ -15,6 +15,7 @@ Output folder:
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ import time
 
 import keras
 import numpy as np
+import sentencepiece
 
 from keras_mha.transformer import Transformer
 from training import data as data_lib
@@ -69,6 +71,9 @@ class TrainConfig:
     resume: bool = False  # Continue from out/checkpoints/last.keras.
     distribute: bool = False  # Data parallel over all local devices.
     host_devices: int = 0  # >1: split the CPU into this many devices (tests).
+    # "tf" (tf.data, tokenizing in the graph), "numpy" (keras.utils.PyDataset,
+    # for machines without TensorFlow) or "auto" (tf where it is installed).
+    input_pipeline: str = "auto"
 
 
 # Defaults per dataset: what the shipped models were trained with. Each had
@@ -147,15 +152,43 @@ def prepare_tokenizer(config, train_pairs):
     return model_path
 
 
+def input_pipeline(config):
+    """`"tf"` or `"numpy"`: `config.input_pipeline`, with "auto" resolved."""
+    if config.input_pipeline not in ("auto", "tf", "numpy"):
+        raise ValueError(
+            "Received an invalid value for argument `input_pipeline`, expected "
+            f'"auto", "tf" or "numpy". Received: input_pipeline={config.input_pipeline}'
+        )
+    if config.input_pipeline != "auto":
+        return config.input_pipeline
+    return "tf" if importlib.util.find_spec("tensorflow") else "numpy"
+
+
 def make_datasets(config, tokenizer_path, train_pairs, valid_pairs, devices=1):
-    """The tf.data pipelines for training and validation. With several
+    """The input pipelines for training and validation. With several
     devices every batch splits evenly (validation drops its remainders)."""
-    tokenizer = tokenizers_lib.load_tokenizer(tokenizer_path)
     args = dict(
         max_tokens=config.batch_tokens,
         max_length=config.max_length,
         batch_multiple=devices,
     )
+    if input_pipeline(config) == "numpy":
+        encode = sentencepiece.SentencePieceProcessor(
+            model_file=str(tokenizer_path)
+        ).encode
+        train_ds = data_lib.BucketedBatches(
+            train_pairs, encode, encode, seed=config.seed, **args
+        )
+        valid_ds = data_lib.BucketedBatches(
+            valid_pairs,
+            encode,
+            encode,
+            shuffle=False,
+            drop_remainder=devices > 1,
+            **args,
+        )
+        return train_ds, valid_ds
+    tokenizer = tokenizers_lib.load_tokenizer(tokenizer_path)
     train_ds = data_lib.make_dataset(
         train_pairs, tokenizer, tokenizer, seed=config.seed, **args
     )
@@ -368,6 +401,36 @@ def distribution_scope(config):
     raise ValueError(f"--distribute is not supported on backend {backend!r}")
 
 
+def accelerator():
+    """The accelerator Keras computes on, e.g. "1× NVIDIA H200"; None on CPU."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        devices = jax.devices()
+        if devices[0].platform != "cpu":
+            return f"{len(devices)}× {devices[0].device_kind}"
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            return f"{len(gpus)}× {details.get('device_name', 'GPU')}"
+    elif backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return f"{torch.cuda.device_count()}× {torch.cuda.get_device_name(0)}"
+    return None
+
+
+def _has_batch(dataset):
+    if isinstance(dataset, keras.utils.PyDataset):
+        return len(dataset) > 0
+    return next(iter(dataset), None) is not None
+
+
 # ------------------------------------------------------------------ train
 def train(config, command=None):
     """Runs training end to end; returns the metrics dict it writes."""
@@ -407,11 +470,14 @@ def train(config, command=None):
     callbacks = [
         Checkpoint(checkpoints, config.average_last, state),
         TimeBudget(config.time_budget_minutes, state),
-        keras.callbacks.TensorBoard(out / "logs", update_freq=100),
     ]
+    if importlib.util.find_spec("tensorflow"):  # Keras writes summaries with TF.
+        callbacks.append(keras.callbacks.TensorBoard(out / "logs", update_freq=100))
+    else:
+        logger.warning("TensorFlow is not installed: no TensorBoard logs")
     if not sys.stdout.isatty():
         callbacks.append(ProgressLog())
-    if next(iter(valid_ds), None) is None:
+    if not _has_batch(valid_ds):
         # A tiny split whose buckets never fill one evenly divisible batch.
         logger.warning("No validation batch; keeping checkpoints by train loss")
         valid_ds = None
@@ -467,6 +533,8 @@ def train(config, command=None):
         "keras_version": keras.__version__,
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        "accelerator": accelerator(),
+        "input_pipeline": input_pipeline(config),
     }
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
     write_model_card(out)
