@@ -17,6 +17,14 @@ from keras_mha.masks import merge_masks
 # (see benchmarks/bench_attention.py and the README table). On TensorFlow
 # Keras implements the fused op with the same einsums, so nothing is won.
 _FUSED_BACKENDS = ("jax", "torch")
+# Backends on which the projections run as a `matmul` with the kernel viewed
+# as 2-D instead of an einsum with the 3-D kernel. TensorFlow trains without
+# XLA on CPU (Keras' `jit_compile="auto"`), and there its einsum and einsum
+# gradient for these contractions are much slower than a plain matmul, which
+# made our training step slower than keras-hub's (benchmarks/bench_training.py;
+# `bench_attention.py` compiles with XLA and does not see it). Under XLA (JAX)
+# the einsum is kept: the reshapes were not faster there.
+_MATMUL_BACKENDS = ("tensorflow",)
 
 
 def _large_negative(dtype):
@@ -209,8 +217,26 @@ class MultiHeadAttention(keras.layers.Layer):
 
     # ------------------------------------------------------------- pieces
     def _project(self, x, kernel, bias):
-        x = ops.einsum("bsd,dhk->bshk", x, kernel)  # (B, S, H, K)
+        if keras.backend.backend() in _MATMUL_BACKENDS:
+            input_dim, num_heads, head_dim = kernel.shape
+            kernel = ops.reshape(kernel, (input_dim, num_heads * head_dim))
+            x = ops.matmul(x, kernel)  # (B, S, H * K)
+            # Batch and length may be unknown while tracing.
+            x = ops.reshape(x, ops.shape(x)[:-1] + (num_heads, head_dim))  # (B,S,H,K)
+        else:
+            x = ops.einsum("bsd,dhk->bshk", x, kernel)  # (B, S, H, K)
         return x if bias is None else x + bias
+
+    def _project_output(self, context):
+        if keras.backend.backend() in _MATMUL_BACKENDS:
+            num_heads, head_dim, output_dim = self.output_kernel.shape
+            kernel = ops.reshape(self.output_kernel, (num_heads * head_dim, output_dim))
+            shape = ops.shape(context)[:-2] + (num_heads * head_dim,)
+            context = ops.reshape(context, shape)  # (B, T, H * V)
+            output = ops.matmul(context, kernel)  # (B, T, O)
+        else:
+            output = ops.einsum("bthv,hvo->bto", context, self.output_kernel)  # (B,T,O)
+        return output if self.output_bias is None else output + self.output_bias
 
     def _check_features(self, name, tensor, expected):
         if tensor.shape[-1] is not None and tensor.shape[-1] != expected:
@@ -419,9 +445,7 @@ class MultiHeadAttention(keras.layers.Layer):
             if len(head_mask.shape) == 1:
                 head_mask = ops.expand_dims(head_mask, 0)  # (1, H)
             context = context * head_mask[:, None, :, None]  # (B, T, H, V)
-        output = ops.einsum("bthv,hvo->bto", context, self.output_kernel)  # (B, T, O)
-        if self.output_bias is not None:
-            output = output + self.output_bias
+        output = self._project_output(context)  # (B, T, O)
 
         outputs = (output,)
         if return_attention_scores:
