@@ -173,21 +173,25 @@ def make_datasets(config, tokenizer_path, train_pairs, valid_pairs, devices=1):
         batch_multiple=devices,
     )
     if input_pipeline(config) == "numpy":
-        encode = sentencepiece.SentencePieceProcessor(
+        # Python lists of ids in, a keras.utils.PyDataset of NumPy arrays out.
+        tokenize = sentencepiece.SentencePieceProcessor(
             model_file=str(tokenizer_path)
         ).encode
-        train_ds = data_lib.BucketedBatches(
-            train_pairs, encode, encode, seed=config.seed, **args
-        )
-        valid_ds = data_lib.BucketedBatches(
-            valid_pairs,
-            encode,
-            encode,
-            shuffle=False,
-            drop_remainder=devices > 1,
-            **args,
-        )
-        return train_ds, valid_ds
+        make = data_lib.BucketedBatches
+    else:
+        # String tensors in, ragged ids out, inside tf.data.
+        tokenize = tokenizers_lib.load_tokenizer(tokenizer_path)
+        make = data_lib.make_dataset
+    train_ds = make(train_pairs, tokenize, tokenize, seed=config.seed, **args)
+    valid_ds = make(
+        valid_pairs,
+        tokenize,
+        tokenize,
+        shuffle=False,
+        drop_remainder=devices > 1,
+        **args,
+    )
+    return train_ds, valid_ds
     tokenizer = tokenizers_lib.load_tokenizer(tokenizer_path)
     train_ds = data_lib.make_dataset(
         train_pairs, tokenizer, tokenizer, seed=config.seed, **args
