@@ -1,5 +1,6 @@
 """Training CLI: a tiny end-to-end run, kill and resume, data parallelism."""
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -54,6 +55,37 @@ def test_flags_override_dataset_defaults():
         == train_lib.DATASET_DEFAULTS["multi30k-en-de"]["vocabulary_size"]
     )
     assert train_lib.parse_config(["--no-normalize-first"]).normalize_first is False
+
+
+# Every setting that changes the trained weights, apart from where data and
+# outputs live.
+NOT_RECIPE = (
+    "out",
+    "data_dir",
+    "resume",
+    "distribute",
+    "host_devices",
+    "input_pipeline",
+)
+RECIPE_FIELDS = [
+    f for f in train_lib.TrainConfig.__dataclass_fields__ if f not in NOT_RECIPE
+]
+
+
+@pytest.mark.parametrize(
+    "folder",
+    sorted((ROOT / "saved_models").glob("*/metrics.json")),
+    ids=lambda path: path.parent.name,
+)
+def test_dataset_defaults_reproduce_the_shipped_models(folder):
+    shipped = json.loads(folder.read_text())
+    config = dataclasses.asdict(
+        train_lib.parse_config(["--dataset", shipped["dataset"]])
+    )
+    assert config["out"] == f"saved_models/{folder.parent.name}"
+    assert {k: config[k] for k in RECIPE_FIELDS} == {
+        k: shipped["config"].get(k) for k in RECIPE_FIELDS
+    }
 
 
 def test_loss_ignores_padding_and_smooths_labels():
