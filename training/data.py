@@ -27,6 +27,7 @@ wherever TensorFlow is installed; `BucketedBatches` is the same batching as a
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import gzip
 import logging
@@ -578,15 +579,14 @@ class BucketedBatches(keras.utils.PyDataset):
         source_ids = encode_source([source for source, _ in pairs])
         target_ids = encode_target([target for _, target in pairs])
         lengths = bucket_lengths(max_length)
-        # Per bucket: (L, batch size, encoder (N, L), decoder (N, L), labels (N, L)).
+        # Per non-empty bucket: (batch size, encoder (N, L), decoder (N, L),
+        # labels (N, L)); a pair goes to the smallest L that holds it.
         self.buckets = []
         members = [[] for _ in lengths]
-        for index, (source, target) in enumerate(zip(source_ids, target_ids)):
+        for source, target in zip(source_ids, target_ids):
             source, target = source[:max_length], target[: max_length - 1]
             length = max(len(source), len(target) + 1)
-            members[next(i for i, n in enumerate(lengths) if length <= n)].append(
-                (source, target)
-            )
+            members[bisect.bisect_left(lengths, length)].append((source, target))
         for length, bucket in zip(lengths, members):
             if not bucket:
                 continue

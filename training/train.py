@@ -188,19 +188,6 @@ def make_datasets(config, tokenizer_path, train_pairs, valid_pairs, devices=1):
         **args,
     )
     return train_ds, valid_ds
-    tokenizer = tokenizers_lib.load_tokenizer(tokenizer_path)
-    train_ds = data_lib.make_dataset(
-        train_pairs, tokenizer, tokenizer, seed=config.seed, **args
-    )
-    valid_ds = data_lib.make_dataset(
-        valid_pairs,
-        tokenizer,
-        tokenizer,
-        shuffle=False,
-        drop_remainder=devices > 1,
-        **args,
-    )
-    return train_ds, valid_ds
 
 
 def build_model(config, vocabulary_size):
