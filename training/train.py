@@ -98,8 +98,8 @@ _MULTI30K = dict(
     intermediate_dim=512,
     vocabulary_size=5000,
     dropout=0.2,
-    epochs=60,
-    average_last=5,
+    epochs=80,
+    average_last=10,
 )
 DATASET_DEFAULTS = {
     "spa-eng": dict(
