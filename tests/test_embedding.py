@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from keras_mha import embedding
 from keras_mha.embedding import TokenAndPositionEmbedding, sinusoidal_positions
 from tests.layer_test import run_layer_test, to_numpy
 
@@ -107,12 +108,58 @@ def test_mask_propagates_to_downstream_layers():
     np.testing.assert_allclose(pooled, expected, atol=1e-5)
 
 
-def test_tied_logits():
+@pytest.mark.parametrize("custom_gradient", [False, True])
+def test_tied_logits(monkeypatch, custom_gradient):
+    backends = (keras.backend.backend(),) if custom_gradient else ()
+    monkeypatch.setattr(embedding, "_CUSTOM_GRADIENT_BACKENDS", backends)
     layer = make_layer()
     hidden = np.random.default_rng(0).normal(size=(B, T, D)).astype("float32")
     logits = to_numpy(layer.logits(hidden))
     assert logits.shape == (B, T, V)
     np.testing.assert_allclose(logits, hidden @ to_numpy(layer.embeddings).T, atol=1e-5)
+
+
+def gradients(f, *args):
+    """Gradients of the scalar `f(*args)` with respect to every argument."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.grad(f, argnums=tuple(range(len(args))))(*args)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        args = [tf.convert_to_tensor(a) for a in args]
+        with tf.GradientTape() as tape:
+            tape.watch(args)
+            value = f(*args)
+        return tape.gradient(value, args)
+    pytest.skip(f"no gradient helper for {backend}")
+
+
+def test_tied_logits_gradient_equals_the_automatic_one():
+    # The transpose-light gradient of `_tied_logits` against autodiff of the
+    # plain product, on random upstream weights.
+    rng = np.random.default_rng(1)
+    hidden = rng.normal(size=(B * T, D)).astype("float32")  # (N, D)
+    embeddings = rng.normal(size=(V, D)).astype("float32")  # (V, D)
+    upstream = ops.convert_to_tensor(rng.normal(size=(B * T, V)).astype("float32"))
+
+    def plain(h, e):
+        return ops.sum(ops.matmul(h, ops.transpose(e)) * upstream)
+
+    def custom(h, e):
+        return ops.sum(embedding._tied_logits(h, e) * upstream)
+
+    for ours, expected in zip(
+        gradients(custom, hidden, embeddings), gradients(plain, hidden, embeddings)
+    ):
+        np.testing.assert_allclose(to_numpy(ours), to_numpy(expected), atol=1e-4)
+    np.testing.assert_allclose(
+        to_numpy(gradients(custom, hidden, embeddings)[1]),
+        to_numpy(upstream).T @ hidden,
+        atol=1e-4,
+    )
 
 
 @pytest.mark.parametrize(
