@@ -76,9 +76,9 @@ class TrainConfig:
     input_pipeline: str = "auto"
 
 
-# Defaults per dataset: what the shipped models were trained with. Each had
-# 110 minutes of training time in one run, both at once on the 2-core CPU,
-# one core each (see each model card).
+# Defaults per dataset: what the shipped models were trained with, each in
+# one run of 110 minutes of training time on the 2-core CPU (en-es on one
+# core, en-de on both; see each model card).
 _SHIPPED = dict(
     num_layers=2,
     hidden_dim=256,
