@@ -28,8 +28,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-WORD_BOUNDARY = "\u2581"  # "▁", SentencePiece's mark of a word's first piece.
-_SPECIAL_PIECES = frozenset({"<pad>", "<s>", "</s>"})
+from keras_mha.tokens import merge_labels, word_groups  # noqa: F401 (re-export)
+
 CMAP = "viridis"
 # Matrices this small get their values written in the cells.
 _ANNOTATE_MAX_CELLS = 15
@@ -329,7 +329,7 @@ def merge_pieces(attention, row_groups, col_groups):
     Args:
         attention: `(..., T, S)` weights over pieces.
         row_groups: lists of row indices, one list per query word (e.g.
-            `training.tokenizers.pieces_to_words(target_tokens)`).
+            `keras_mha.tokens.word_groups(target_tokens)`).
         col_groups: lists of column indices, one list per key word.
 
     Returns:
@@ -344,41 +344,6 @@ def merge_pieces(attention, row_groups, col_groups):
     return np.stack(
         [summed[..., group, :].mean(axis=-2) for group in row_groups], axis=-2
     )  # (..., words_T, words_S)
-
-
-def word_groups(pieces):
-    """Groups subword pieces into words, as lists of piece indices.
-
-    A word starts at a piece beginning with "▁"; other pieces continue the
-    current word; the special pieces `<s>`, `</s>`, `<pad>` are words of
-    their own. The same rule as `training.tokenizers.pieces_to_words`,
-    repeated here so that the app does not import the training stack
-    (TensorFlow and keras-hub) to draw a figure.
-
-    Example:
-
-    >>> word_groups(["<s>", "\u2581Hel", "lo", "\u2581world", "."])
-    [[0], [1, 2], [3, 4]]
-    """
-    groups = []
-    previous_special = False
-    for index, piece in enumerate(pieces):
-        special = piece in _SPECIAL_PIECES
-        if not groups or special or previous_special or piece.startswith(WORD_BOUNDARY):
-            groups.append([index])
-        else:
-            groups[-1].append(index)
-        previous_special = special
-    return groups
-
-
-def merge_labels(tokens, groups):
-    """Labels of merged words: their pieces joined, without the "▁" mark."""
-    labels = []
-    for group in groups:
-        word = "".join(tokens[i] for i in group).replace(WORD_BOUNDARY, " ").strip()
-        labels.append(word or WORD_BOUNDARY)
-    return labels
 
 
 def figure_to_png_bytes(fig, dpi=None):

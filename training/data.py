@@ -1,8 +1,8 @@
 """Parallel corpora and the input pipelines for translation.
 
 The corpora are read from a local directory laid out as `../shared/data` is
-(see its README): `spa-eng/{train,valid,test}.tsv` and
-`multi30k/{train,val,test_2016_flickr}.{lang}.gz`. On a machine without that
+(see its README): the Tatoeba pairs `spa-eng/`, `deu-eng/` and `fra-eng/`, each
+`{train,valid,test}.tsv`, and `multi30k/{train,val,test_2016_flickr}.{lang}.gz`. On a machine without that
 directory they are downloaded once into the Keras cache.
 
 Shape legend: B batch, S source length, T target length, L bucket length (the
@@ -59,15 +59,19 @@ BUCKET_LENGTHS = (8, 12, 16, 24, 32, 48, 64)
 # Sentences tokenized per call of the tokenizers inside `tf.data`.
 TOKENIZE_BATCH_SIZE = 256
 
+# Public homes of the Tatoeba pairs (manythings.org/anki, from tatoeba.org):
+# one zip each holding one unsplit `{lang}.txt`.
 SPA_ENG_URL = "http://storage.googleapis.com/download.tensorflow.org/data/spa-eng.zip"
+DEU_ENG_URL = "https://www.manythings.org/anki/deu-eng.zip"
+FRA_ENG_URL = "https://www.manythings.org/anki/fra-eng.zip"
 MULTI30K_URL = (
     "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/"
     "{split}.{lang}.gz"
 )
-# Sources held out of the downloaded spa-eng corpus for each of valid and test.
-SPA_ENG_HELD_OUT_SOURCES = 1500
-# Seed of the source-level split of the downloaded spa-eng corpus.
-SPA_ENG_SPLIT_SEED = 0
+# Sources held out of a downloaded Tatoeba corpus for each of valid and test.
+TATOEBA_HELD_OUT_SOURCES = 1500
+# Seed of the source-level split of a downloaded Tatoeba corpus.
+TATOEBA_SPLIT_SEED = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +88,8 @@ class DatasetInfo:
             the corpus' own.
         urls: public download address(es); `{split}` and `{lang}` are filled
             in for aligned corpora.
+        archive_member: for a downloaded `tsv` corpus, the unsplit text file
+            inside the zip (e.g. `"deu.txt"`).
     """
 
     name: str
@@ -92,6 +98,7 @@ class DatasetInfo:
     file_format: str
     splits: Mapping[str, str]
     urls: tuple[str, ...]
+    archive_member: str | None = None
 
     @property
     def source_language(self) -> str:
@@ -125,15 +132,22 @@ def _multi30k(target_language: str) -> DatasetInfo:
     )
 
 
-DATASETS: dict[str, DatasetInfo] = {
-    "spa-eng": DatasetInfo(
-        name="spa-eng",
-        languages=("en", "es"),
-        subdir="spa-eng",
+def _tatoeba(name: str, target_language: str, url: str) -> DatasetInfo:
+    return DatasetInfo(
+        name=name,
+        languages=("en", target_language),
+        subdir=name,
         file_format="tsv",
         splits={"train": "train", "valid": "valid", "test": "test"},
-        urls=(SPA_ENG_URL,),
-    ),
+        urls=(url,),
+        archive_member=f"{name.split('-')[0]}.txt",
+    )
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "spa-eng": _tatoeba("spa-eng", "es", SPA_ENG_URL),
+    "deu-eng": _tatoeba("deu-eng", "de", DEU_ENG_URL),
+    "fra-eng": _tatoeba("fra-eng", "fr", FRA_ENG_URL),
     **{f"multi30k-en-{lang}": _multi30k(lang) for lang in ("de", "fr", "cs")},
 }
 
@@ -179,7 +193,7 @@ def resolve_data_dir(
             key); all of `DATASETS` if `None`.
 
     Returns:
-        The data directory, holding `spa-eng/` and/or `multi30k/`.
+        The data directory, holding the corpus folders (`spa-eng/`, ...).
     """
     if data_dir is not None:
         return pathlib.Path(data_dir)
@@ -197,9 +211,9 @@ def resolve_data_dir(
 def download(dataset: str, cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
     """Downloads `dataset` into the Keras cache; returns the data directory.
 
-    Files already in the cache are not fetched again. The spa-eng archive
-    holds one unsplit `spa.txt`; it is split by English source into
-    `train.tsv`, `valid.tsv` and `test.tsv` (see `split_by_source`).
+    Files already in the cache are not fetched again. A Tatoeba archive holds
+    one unsplit `{lang}.txt`; it is split by English source into `train.tsv`,
+    `valid.tsv` and `test.tsv` (see `split_by_source`).
 
     Args:
         dataset: a `DATASETS` key.
@@ -227,14 +241,14 @@ def download(dataset: str, cache_dir: str | os.PathLike | None = None) -> pathli
     if all((corpus_dir / info.files(split)[0]).exists() for split in SPLITS):
         return data_dir
     extracted = keras.utils.get_file(
-        "spa-eng.zip",
+        f"{info.name}.zip",
         origin=info.urls[0],
         extract=True,
         cache_dir=str(cache_dir),
         cache_subdir=CACHE_SUBDIR,
     )
-    spa_txt = next(pathlib.Path(extracted).rglob("spa.txt"))
-    pairs, _ = _read_tsv(spa_txt, max_pairs=None, max_columns=None)
+    text_file = next(pathlib.Path(extracted).rglob(info.archive_member))
+    pairs, _ = _read_tsv(text_file, max_pairs=None, max_columns=None)
     corpus_dir.mkdir(parents=True, exist_ok=True)
     for split, split_pairs in split_by_source(pairs).items():
         lines = (f"{source}\t{target}\n" for source, target in split_pairs)
@@ -244,8 +258,8 @@ def download(dataset: str, cache_dir: str | os.PathLike | None = None) -> pathli
 
 def split_by_source(
     pairs: Sequence[tuple[str, str]],
-    held_out_sources: int = SPA_ENG_HELD_OUT_SOURCES,
-    seed: int = SPA_ENG_SPLIT_SEED,
+    held_out_sources: int = TATOEBA_HELD_OUT_SOURCES,
+    seed: int = TATOEBA_SPLIT_SEED,
 ) -> dict[str, list[tuple[str, str]]]:
     """Splits pairs into train/valid/test so that no source is in two splits.
 
@@ -342,8 +356,8 @@ def load_pairs_with_stats(
     warning. Sides are returned stripped of surrounding whitespace.
 
     Args:
-        dataset: a `DATASETS` key: `"spa-eng"`, `"multi30k-en-de"`,
-            `"multi30k-en-fr"` or `"multi30k-en-cs"`.
+        dataset: a `DATASETS` key: `"spa-eng"`, `"deu-eng"`, `"fra-eng"`,
+            `"multi30k-en-de"`, `"multi30k-en-fr"` or `"multi30k-en-cs"`.
         split: `"train"`, `"valid"` or `"test"`.
         data_dir: data directory; see `resolve_data_dir`.
         max_pairs: stop after this many pairs (the first ones of the file).

@@ -22,11 +22,7 @@ from collections.abc import Iterable, Sequence
 
 import sentencepiece
 
-# Ids and pieces of the special tokens; 0 doubles as the Keras padding mask id.
-SPECIAL_IDS = {"pad": 0, "unk": 1, "bos": 2, "eos": 3}
-SPECIAL_PIECES = {"pad": "<pad>", "unk": "<unk>", "bos": "<s>", "eos": "</s>"}
-# SentencePiece's word-boundary marker, the first character of a word's piece.
-WORD_BOUNDARY = "\u2581"  # "▁"
+from keras_mha.tokens import SPECIAL_IDS, SPECIAL_PIECES, WORD_BOUNDARY, word_groups
 # Sentences the trainer sees at most; larger corpora are sampled (seeded).
 MAX_TRAINING_SENTENCES = 1_000_000
 
@@ -118,28 +114,5 @@ def load_tokenizer(
     )
 
 
-def pieces_to_words(pieces: Sequence[str]) -> list[list[int]]:
-    """Groups subword pieces into words, as lists of piece indices.
-
-    A word starts at a piece that begins with "▁" (SentencePiece's word
-    boundary); other pieces continue the current word. Special pieces such as
-    `<s>` and `</s>` are words of their own. Used to merge subword attention
-    into word attention.
-
-    Example:
-
-    >>> pieces_to_words(["<s>", "▁Hel", "lo", "▁world", "."])
-    [[0], [1, 2], [3, 4]]
-    """
-    special = {SPECIAL_PIECES[key] for key in ("pad", "bos", "eos")}
-    words: list[list[int]] = []
-    previous_special = False
-    for index, piece in enumerate(pieces):
-        is_special = piece in special
-        starts_word = piece.startswith(WORD_BOUNDARY) or is_special
-        if not words or starts_word or previous_special:
-            words.append([index])
-        else:
-            words[-1].append(index)
-        previous_special = is_special
-    return words
+# Subword-to-word grouping, as everywhere in the project (`keras_mha.tokens`).
+pieces_to_words = word_groups

@@ -109,6 +109,8 @@ DATASET_DEFAULTS = {
         dropout=0.1,
         epochs=30,
     ),
+    "deu-eng": dict(_SHIPPED, vocabulary_size=8000, dropout=0.1, epochs=30),
+    "fra-eng": dict(_SHIPPED, vocabulary_size=8000, dropout=0.1, epochs=30),
     "multi30k-en-de": dict(_MULTI30K, out="saved_models/en-de"),
     "multi30k-en-fr": dict(_MULTI30K, out="saved_models/en-fr"),
 }
