@@ -11,10 +11,10 @@ also compiles training steps with XLA there). The gradient is taken with
 respect to the weights *and* the input, as inside a deeper model, of the loss
 `mean(y ** 2)`. Self-attention, without a mask and with a causal mask.
 
-Our layer is timed twice, with `_FUSED_BACKENDS` forced to every backend
-(`ops.dot_product_attention`) and to none (einsum + softmax), so that the
-constant can be set from the measurements; "ours" is the path that the
-constant currently selects.
+Our layer is timed twice, with `keras_mha.backend_config.FUSED_ATTENTION`
+forced to every backend (`ops.dot_product_attention`) and to none (einsum +
+softmax), so that the switch can be set from the measurements; "ours" is the
+path that the switch currently selects.
 
 Shape legend: B batch, T length, D model dim, H heads, K key dim.
 """
@@ -58,17 +58,17 @@ def fused_attention(enabled):
 
     `None` leaves the library's constant as it is.
     """
-    from keras_mha import multi_head_attention
+    import keras
 
-    saved = multi_head_attention._FUSED_BACKENDS
+    from keras_mha import backend_config
+
+    saved = backend_config.FUSED_ATTENTION
     if enabled is not None:
-        multi_head_attention._FUSED_BACKENDS = (
-            ("jax", "tensorflow", "torch") if enabled else ()
-        )
+        backend_config.FUSED_ATTENTION = (keras.backend.backend(),) if enabled else ()
     try:
         yield
     finally:
-        multi_head_attention._FUSED_BACKENDS = saved
+        backend_config.FUSED_ATTENTION = saved
 
 
 def compile_step(layer, causal, fused):
@@ -152,11 +152,11 @@ def run_worker(settings):
     import keras
     import numpy as np
 
-    from keras_mha import multi_head_attention
+    from keras_mha import backend_config
 
     keras.utils.set_random_seed(0)
     backend = keras.backend.backend()
-    default_fused = backend in multi_head_attention._FUSED_BACKENDS
+    default_fused = backend_config.uses(backend_config.FUSED_ATTENTION)
     rows = []
     for length in settings.lengths:
         shape = (settings.batch_size, length, settings.hidden_dim)  # (B, T, D)
@@ -269,8 +269,8 @@ def report(settings, backends):
     fused = [b for b, facts in summary.items() if facts["faster_path"] == FUSED]
     if summary:
         lines.append(
-            "- measured `_FUSED_BACKENDS` for the backends run here: "
-            f"{tuple(fused)} (torch not measured)"
+            "- measured `backend_config.FUSED_ATTENTION` for the backends run "
+            f"here: {tuple(fused)}"
         )
     return table, "\n".join(lines), summary
 

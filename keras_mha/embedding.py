@@ -8,19 +8,8 @@ import math
 import keras
 from keras import ops
 
+from keras_mha import backend_config
 from keras_mha.masks import padding_mask
-
-# Backends on which the tied output projection uses `_tied_logits`' own
-# gradient. Under XLA on CPU the automatic gradient of the embeddings,
-# `logits_grad^T @ hidden`, first copies the whole `(N, V)` logits gradient
-# into transposed layout (12 M floats for 2,048 tokens and V 6,000, the
-# single largest copy of a training step in a JAX profile); written as
-# `(hidden^T @ logits_grad)^T`, XLA's optimized program has no such copy
-# (checked in an `XLA_FLAGS=--xla_dump_to` dump). Measured
-# with benchmarks/bench_training.py's models in one process: 1.066x keras-hub
-# against 0.994x without it. TensorFlow on CPU runs without XLA and keeps
-# the automatic gradient.
-_CUSTOM_GRADIENT_BACKENDS = ("jax",)
 
 
 @ops.custom_gradient
@@ -177,7 +166,7 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         # for this product made a whole training step 1.5x slower on CPU
         # (measured with benchmarks/bench_training.py); JAX is indifferent.
         embeddings = ops.cast(self.embeddings, hidden.dtype)  # (V, D)
-        if keras.backend.backend() not in _CUSTOM_GRADIENT_BACKENDS:
+        if not backend_config.uses(backend_config.TIED_LOGITS_GRADIENT):
             return ops.matmul(hidden, ops.transpose(embeddings))  # (B, T, V)
         shape = ops.shape(hidden)
         flat = ops.reshape(hidden, (-1, shape[-1]))  # (B * T, D)

@@ -10,21 +10,8 @@ import math
 import keras
 from keras import ops
 
+from keras_mha import backend_config
 from keras_mha.masks import merge_masks
-
-# Backends on which `keras.ops.dot_product_attention` was measured to be at
-# least as fast as the explicit einsum/softmax path for forward + backward
-# (see benchmarks/bench_attention.py and the README table). On TensorFlow
-# Keras implements the fused op with the same einsums, so nothing is won.
-_FUSED_BACKENDS = ("jax", "torch")
-# Backends on which the projections run as a `matmul` with the kernel viewed
-# as 2-D instead of an einsum with the 3-D kernel. TensorFlow trains without
-# XLA on CPU (Keras' `jit_compile="auto"`), and there its einsum and einsum
-# gradient for these contractions are much slower than a plain matmul, which
-# made our training step slower than keras-hub's (benchmarks/bench_training.py;
-# `bench_attention.py` compiles with XLA and does not see it). Under XLA (JAX)
-# the einsum is kept: the reshapes were not faster there.
-_MATMUL_BACKENDS = ("tensorflow",)
 
 
 def _large_negative(dtype):
@@ -217,7 +204,7 @@ class MultiHeadAttention(keras.layers.Layer):
 
     # ------------------------------------------------------------- pieces
     def _project(self, x, kernel, bias):
-        if keras.backend.backend() in _MATMUL_BACKENDS:
+        if backend_config.uses(backend_config.MATMUL_PROJECTIONS):
             input_dim, num_heads, head_dim = kernel.shape
             kernel = ops.reshape(kernel, (input_dim, num_heads * head_dim))
             x = ops.matmul(x, kernel)  # (B, S, H * K)
@@ -228,7 +215,7 @@ class MultiHeadAttention(keras.layers.Layer):
         return x if bias is None else x + bias
 
     def _project_output(self, context):
-        if keras.backend.backend() in _MATMUL_BACKENDS:
+        if backend_config.uses(backend_config.MATMUL_PROJECTIONS):
             num_heads, head_dim, output_dim = self.output_kernel.shape
             kernel = ops.reshape(self.output_kernel, (num_heads * head_dim, output_dim))
             shape = ops.shape(context)[:-2] + (num_heads * head_dim,)
@@ -309,7 +296,7 @@ class MultiHeadAttention(keras.layers.Layer):
             not return_scores
             and not dropout_active
             and self.key_dim == self.value_dim
-            and keras.backend.backend() in _FUSED_BACKENDS
+            and backend_config.uses(backend_config.FUSED_ATTENTION)
         ):
             fused_mask = None
             if mask is not None and not causal_only:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_mha import embedding
+from keras_mha import backend_config, embedding
 from keras_mha.embedding import TokenAndPositionEmbedding, sinusoidal_positions
 from tests.layer_test import run_layer_test, to_numpy
 
@@ -111,7 +111,7 @@ def test_mask_propagates_to_downstream_layers():
 @pytest.mark.parametrize("custom_gradient", [False, True])
 def test_tied_logits(monkeypatch, custom_gradient):
     backends = (keras.backend.backend(),) if custom_gradient else ()
-    monkeypatch.setattr(embedding, "_CUSTOM_GRADIENT_BACKENDS", backends)
+    monkeypatch.setattr(backend_config, "TIED_LOGITS_GRADIENT", backends)
     layer = make_layer()
     hidden = np.random.default_rng(0).normal(size=(B, T, D)).astype("float32")
     logits = to_numpy(layer.logits(hidden))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_mha import multi_head_attention
+from keras_mha import backend_config
 from keras_mha.multi_head_attention import MultiHeadAttention
 from tests.layer_test import run_layer_test, to_numpy
 
@@ -269,7 +269,7 @@ def test_fully_masked_row_gives_zeros_not_nan():
 def test_fused_path_equals_scores_path_on_unmasked_rows(monkeypatch, force_fused):
     if force_fused:  # Run `ops.dot_product_attention` on this backend too.
         monkeypatch.setattr(
-            multi_head_attention, "_FUSED_BACKENDS", (keras.backend.backend(),)
+            backend_config, "FUSED_ATTENTION", (keras.backend.backend(),)
         )
     ours, _ = make_pair()
     query, value = random(B, T, D, seed=1), random(B, S, D_V, seed=2)
@@ -293,7 +293,7 @@ def test_matmul_and_einsum_projections_match_keras(monkeypatch, use_matmul):
     # Both ways of projecting (matmul on TensorFlow, einsum elsewhere) on
     # this backend, with every projection size different.
     backends = (keras.backend.backend(),) if use_matmul else ()
-    monkeypatch.setattr(multi_head_attention, "_MATMUL_BACKENDS", backends)
+    monkeypatch.setattr(backend_config, "MATMUL_PROJECTIONS", backends)
     ours, builtin = make_pair(key_dim=3, value_dim=D_V, output_shape=5)
     query, value = random(B, T, D, seed=1), random(B, S, D_V, seed=2)
     key = random(B, S, 3, seed=3)
