@@ -7,18 +7,12 @@ H heads, K key dim, L_max the length of the self-attention cache.
 
 import keras
 
-from keras_mha.encoder import (
-    check_attention_sizes,
-    feedforward_dropout_rate,
-    residual,
-)
-from keras_mha.feed_forward import FeedForward
 from keras_mha.masks import and_masks
-from keras_mha.multi_head_attention import MultiHeadAttention
+from keras_mha.transformer_layer import TransformerLayer
 
 
 @keras.saving.register_keras_serializable(package="keras_mha")
-class TransformerDecoderLayer(keras.layers.Layer):
+class TransformerDecoderLayer(TransformerLayer):
     """One Transformer decoder layer.
 
     Args:
@@ -67,86 +61,24 @@ class TransformerDecoderLayer(keras.layers.Layer):
     (2, 3, 8)
     """
 
-    def __init__(
-        self,
-        intermediate_dim,
-        num_heads,
-        dropout=0.0,
-        activation_dropout=None,
-        activation="relu",
-        layer_norm_epsilon=1e-5,
-        normalize_first=True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.intermediate_dim = intermediate_dim
-        self.num_heads = num_heads
-        self.dropout = dropout
-        self.activation_dropout = activation_dropout
-        self.activation = keras.activations.get(activation)
-        self.layer_norm_epsilon = layer_norm_epsilon
-        self.normalize_first = normalize_first
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.supports_masking = True
-
-    def _sublayers(self, name):
-        norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon,
-            dtype=self.dtype_policy,
-            name=f"{name}_layer_norm",
-        )
-        dropout = keras.layers.Dropout(
-            self.dropout, dtype=self.dtype_policy, name=f"{name}_dropout"
-        )
-        return norm, dropout
-
     def build(self, decoder_sequence_shape, encoder_sequence_shape=None):
-        hidden_dim = decoder_sequence_shape[-1]
-        check_attention_sizes(hidden_dim, self.num_heads)
         encoder_sequence_shape = encoder_sequence_shape or decoder_sequence_shape
-        attention_args = dict(
-            num_heads=self.num_heads,
-            key_dim=hidden_dim // self.num_heads,
-            dropout=self.dropout,
-            kernel_initializer=self.kernel_initializer,
-            bias_initializer=self.bias_initializer,
-            dtype=self.dtype_policy,
+        self.self_attention = self._attention(
+            "self_attention", decoder_sequence_shape, decoder_sequence_shape
         )
-        self.self_attention = MultiHeadAttention(
-            name="self_attention", **attention_args
+        self.self_attention_layer_norm, self.self_attention_dropout = (
+            self._norm_and_dropout("self_attention", decoder_sequence_shape)
         )
-        self.self_attention.build(decoder_sequence_shape, decoder_sequence_shape)
-        self.self_attention_layer_norm, self.self_attention_dropout = self._sublayers(
-            "self_attention"
+        self.cross_attention = self._attention(
+            "cross_attention", decoder_sequence_shape, encoder_sequence_shape
         )
-        self.self_attention_layer_norm.build(decoder_sequence_shape)
-
-        self.cross_attention = MultiHeadAttention(
-            name="cross_attention", **attention_args
+        self.cross_attention_layer_norm, self.cross_attention_dropout = (
+            self._norm_and_dropout("cross_attention", decoder_sequence_shape)
         )
-        self.cross_attention.build(decoder_sequence_shape, encoder_sequence_shape)
-        self.cross_attention_layer_norm, self.cross_attention_dropout = self._sublayers(
-            "cross_attention"
+        self.feedforward = self._feedforward(decoder_sequence_shape)
+        self.feedforward_layer_norm, self.feedforward_dropout = self._norm_and_dropout(
+            "feedforward", decoder_sequence_shape
         )
-        self.cross_attention_layer_norm.build(decoder_sequence_shape)
-
-        self.feedforward = FeedForward(
-            self.intermediate_dim,
-            activation=self.activation,
-            dropout=feedforward_dropout_rate(self.dropout, self.activation_dropout),
-            kernel_initializer=self.kernel_initializer,
-            bias_initializer=self.bias_initializer,
-            dtype=self.dtype_policy,
-            name="feedforward",
-        )
-        self.feedforward.build(decoder_sequence_shape)
-        self.feedforward_layer_norm, self.feedforward_dropout = self._sublayers(
-            "feedforward"
-        )
-        self.feedforward_layer_norm.build(decoder_sequence_shape)
         self.built = True
 
     def call(
@@ -169,7 +101,6 @@ class TransformerDecoderLayer(keras.layers.Layer):
         # from the inputs; AND them with the explicit padding masks.
         decoder_padding_mask = and_masks(decoder_sequence_mask, decoder_padding_mask)
         encoder_padding_mask = and_masks(encoder_sequence_mask, encoder_padding_mask)
-        norm_first = self.normalize_first
 
         # Self-attention block (causal). With a cache the keys are the cache
         # (L_max long) and the causal mask at the cache index hides unwritten
@@ -192,12 +123,11 @@ class TransformerDecoderLayer(keras.layers.Layer):
                 training=training,
             )
 
-        x, self_extras = residual(
+        x, self_extras = self._residual(
             decoder_sequence,
             self_attend,
             self.self_attention_layer_norm,
             self.self_attention_dropout,
-            norm_first,
             training,
         )
 
@@ -215,22 +145,20 @@ class TransformerDecoderLayer(keras.layers.Layer):
                 training=training,
             )
 
-        x, cross_extras = residual(
+        x, cross_extras = self._residual(
             x,
             cross_attend,
             self.cross_attention_layer_norm,
             self.cross_attention_dropout,
-            norm_first,
             training,
         )
 
         # Feed-forward block.
-        x, _ = residual(
+        x, _ = self._residual(
             x,
             lambda y: self.feedforward(y, training=training),
             self.feedforward_layer_norm,
             self.feedforward_dropout,
-            norm_first,
             training,
         )
 
@@ -282,22 +210,3 @@ class TransformerDecoderLayer(keras.layers.Layer):
                 ),
             )
         return outputs[0] if len(outputs) == 1 else outputs
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "intermediate_dim": self.intermediate_dim,
-                "num_heads": self.num_heads,
-                "dropout": self.dropout,
-                "activation_dropout": self.activation_dropout,
-                "activation": keras.activations.serialize(self.activation),
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-                "normalize_first": self.normalize_first,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            }
-        )
-        return config

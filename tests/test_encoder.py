@@ -190,6 +190,48 @@ def test_activation_dropout_sets_the_feedforward_dropout(
     assert restored.feedforward.dropout == expected_rate
 
 
+@pytest.mark.parametrize("layer_class", ["encoder", "decoder"])
+@pytest.mark.parametrize(
+    "argument, value, expected",
+    [
+        ("num_heads", 0, "expected a positive integer. Received: num_heads=0"),
+        ("intermediate_dim", 2.5, "Received: intermediate_dim=2.5"),
+        ("dropout", 1.0, r"float in \[0, 1\)\. Received: dropout=1.0"),
+        ("activation_dropout", -0.1, "Received: activation_dropout=-0.1"),
+    ],
+)
+def test_invalid_arguments_are_refused_in_the_constructor(
+    layer_class, argument, value, expected
+):
+    from keras_mha.decoder import TransformerDecoderLayer
+
+    cls = (
+        TransformerEncoderLayer if layer_class == "encoder" else TransformerDecoderLayer
+    )
+    arguments = {"intermediate_dim": F, "num_heads": H, argument: value}
+    with pytest.raises(ValueError, match=expected):
+        cls(**arguments)
+
+
+def test_encoder_and_decoder_share_their_config():
+    from keras_mha.decoder import TransformerDecoderLayer
+
+    arguments = dict(
+        intermediate_dim=F,
+        num_heads=H,
+        dropout=0.1,
+        activation_dropout=0.0,
+        activation="gelu",
+        layer_norm_epsilon=1e-6,
+        normalize_first=False,
+    )
+    encoder = TransformerEncoderLayer(**arguments).get_config()
+    decoder = TransformerDecoderLayer(**arguments).get_config()
+    for config in (encoder, decoder):
+        assert {k: config[k] for k in arguments} == arguments
+    assert set(encoder) == set(decoder)
+
+
 def test_configs_saved_without_activation_dropout_keep_dropout_in_feedforward():
     # Models saved before the argument existed (the shipped ones) have no
     # "activation_dropout" key: their feed-forward dropout stays `dropout`.
