@@ -1,13 +1,27 @@
-"""Greedy and beam search over the cached decoder, recording attention.
+"""Greedy and beam search over the cached decoder: one loop for both.
 
-Both searches run the encoder once, project the cross-attention keys and
-values once (`Transformer.init_cache`), then one cached `decode_step` per
-output token inside a single `ops.while_loop`, so the whole search compiles
-into one program (see `SearchModel`). The loop stops when every sequence
-(or every beam) has produced the end token.
+The encoder runs once, the cross-attention keys and values are projected
+once (`Transformer.init_cache`), then one cached `decode_step` per output
+piece runs inside a single `ops.while_loop`, so a whole search compiles into
+one program. The loop state is a dict of named tensors; one function
+(`Search._step`) runs the decoder step and records what the views need (every
+attention head, the `top_k` alternatives, the beam's choices). The searches
+differ only in how they choose the next pieces and which hypothesis each row
+continues (`Search.choose`): `GreedySearch` takes the most probable piece,
+`BeamSearch` keeps the best `K` of `K * V` continuations and reorders every
+per-row tensor (the cache included) with one `gather`.
 
-Shape legend: B batch, K beams, S source length, T output length (the
-`max_length` of the search), N layers, H heads, V vocabulary.
+A forced prefix (`prefix`, `prefix_lengths`) makes the first pieces of each
+output fixed; decoding is free after it. Forcing keeps the model's own
+probabilities of the forced pieces, so scores stay log-probabilities.
+
+`compile_search` wraps a search in `jax.jit` or `tf.function` (the one place
+in the library that names a backend); `teacher_forced_scores` is the
+one-pass counterpart used to score a given translation.
+
+Shape legend: B batch, K beams, R rows (B * K), S source length, T output
+length (the `max_length` of the search), N layers, H heads, V vocabulary,
+k alternatives per step (`top_k`).
 """
 
 import keras
@@ -18,28 +32,439 @@ from keras_mha.masks import padding_mask
 NEG_INF = -1e9
 
 
-def _write_row(history, rows, index, axis):
+def _write(history, rows, index, axis):
     """`history[..., index, ...] = rows` along `axis` (a cache-style write)."""
     start = [0] * len(history.shape)
     start[axis] = index
     return ops.slice_update(history, start, rows)
 
 
-def _next_log_probs(model, tokens, index, rows, caches, encoder_mask, **kwargs):
-    """One cached decoder step on the token at `index` of every row.
+def _column(x, index):
+    """`x[:, index]` for a traced `index`: `(R, L)` -> `(R,)`."""
+    return ops.slice(x, [0, index], [ops.shape(x)[0], 1])[:, 0]
+
+
+def _length_penalty(length, alpha):
+    """GNMT length penalty `((5 + length) / 6) ** alpha` (Wu et al., 2016)."""
+    return ops.power((5.0 + ops.cast(length, "float32")) / 6.0, alpha)
+
+
+class Search:
+    """The decoding loop shared by every search.
 
     Args:
-        tokens: `(R, T + 1)` ids written so far; R rows (B, or B*K beams).
-        caches: `(self_cache, cross_cache)`.
+        max_length: int, T, the most output pieces (the end piece included).
+        bos_id, eos_id: ints.
+        top_k: int, alternatives recorded per step (0: none).
+        return_attention: bool, record every attention head.
+        return_beam: bool, record the live hypotheses of every step (beam
+            search only).
+
+    Call arguments:
+        model: a `keras_mha.Transformer`.
+        encoder_inputs: `(B, S)` int ids, 0 = padding.
+        head_masks: optional dict of `(N, H)` head multipliers per kind
+            (`"encoder"`, `"decoder"`, `"cross"`).
+        prefix: optional `(B, P)` int ids forced as the first outputs,
+            `P <= T`; row b uses its first `prefix_lengths[b]`.
+        prefix_lengths: `(B,)` ints (0: nothing forced); required with
+            `prefix`.
 
     Returns:
-        `(log_probs, outputs)`: float32 `(R, V)` next-token log-probabilities
-        and the rest of `decode_step`'s outputs (updated cache, scores).
+        A dict of tensors, per input (and per hypothesis for beam search,
+        best first): `"tokens"` `(B[, K], T)` output ids (0 after the end
+        piece), `"log_probs"` `(B[, K], T)` log-probability of each output
+        piece, `"scores"` `(B[, K])` (greedy: log P; beam: normalized by the
+        length penalty), `"steps"` the number of steps run; with
+        `return_attention`, `"encoder"` `(N_e, B[, K], H, S, S)`, `"decoder"`
+        `(N_d, B[, K], H, T, T)`, `"cross"` `(N_d, B[, K], H, T, S)`; with
+        `top_k`, `"alternative_ids"` and `"alternative_log_probs"`
+        `(B[, K], T, k)`, the `k` most probable pieces of each step's
+        distribution, best first; beam search with `return_beam` adds
+        `"beam_parents"`, `"beam_tokens"`, `"beam_scores"`, `"beam_finished"`
+        `(B, T, K)` (the K live hypotheses after each step, parent = slot in
+        the previous step, score normalized) and `"beam_slots"` `(B, K)`, the
+        slot of each sorted hypothesis at the last step.
     """
-    previous = ops.slice(tokens, [0, index], [rows, 1])  # (R, 1)
-    outputs = model.decode_step(previous, index, *caches, encoder_mask, **kwargs)
-    log_probs = ops.log_softmax(ops.cast(outputs[0][:, 0], "float32"), axis=-1)
-    return log_probs, outputs
+
+    beam_size = 1
+
+    def __init__(
+        self,
+        max_length,
+        bos_id,
+        eos_id,
+        top_k=0,
+        return_attention=True,
+        return_beam=False,
+    ):
+        if not isinstance(max_length, int) or max_length < 1:
+            raise ValueError(
+                "Received an invalid value for argument `max_length`, expected "
+                f"a positive integer. Received: max_length={max_length}"
+            )
+        if not isinstance(top_k, int) or top_k < 0:
+            raise ValueError(
+                "Received an invalid value for argument `top_k`, expected a "
+                f"non-negative integer. Received: top_k={top_k}"
+            )
+        self.max_length = max_length
+        self.bos_id = bos_id
+        self.eos_id = eos_id
+        self.top_k = top_k
+        self.return_attention = return_attention
+        self.return_beam = return_beam
+
+    # ---------------------------------------------------------- overridden
+    def initial_scores(self, batch_size):
+        """`(R,)` raw log-probabilities the hypotheses start from."""
+        return ops.zeros((batch_size * self.beam_size,), "float32")
+
+    def choose(self, state, log_probs, forced, forced_token):
+        """Picks each row's next piece and the row it continues.
+
+        Args:
+            state: the loop state (read only).
+            log_probs: `(R, V)` float32 next-piece log-probabilities.
+            forced: `(R,)` bool, the row's next piece is `forced_token`.
+            forced_token: `(R,)` int32.
+
+        Returns:
+            `(token, token_log_prob, parent, scores)`: `(R,)` int32 next
+            pieces, their `(R,)` log-probabilities, the `(R,)` int32 row each
+            new row continues (`None`: row r continues row r) and the `(R,)`
+            raw log-probabilities of the new hypotheses.
+        """
+        raise NotImplementedError
+
+    def done(self, state):
+        """Scalar bool: every row has finished."""
+        return ops.all(state["finished"])
+
+    # ---------------------------------------------------------------- loop
+    def __call__(
+        self, model, encoder_inputs, head_masks=None, prefix=None, prefix_lengths=None
+    ):
+        K, T = self.beam_size, self.max_length
+        batch_size, source_length = ops.shape(encoder_inputs)
+        rows = batch_size * K
+        encoded = model.encode(
+            encoder_inputs,
+            return_attention_scores=self.return_attention,
+            head_masks=head_masks,
+        )
+        encoder_attention = None
+        if self.return_attention:
+            encoded, encoder_attention = encoded
+        encoder_mask = padding_mask(encoder_inputs)  # (B, S)
+        if K > 1:
+            # Every beam of an input shares its encoder states.
+            encoded = ops.repeat(encoded, K, axis=0)  # (R, S, D)
+            encoder_mask = ops.repeat(encoder_mask, K, axis=0)  # (R, S)
+        self_cache, cross_cache = model.init_cache(encoded, T)
+        if prefix is None:
+            prefix = ops.zeros((batch_size, 1), "int32")
+            prefix_lengths = ops.zeros((batch_size,), "int32")
+        # Pad the prefix to T columns so that any step can read its column.
+        prefix = ops.cast(prefix, "int32")
+        prefix = ops.pad(prefix, [[0, 0], [0, T - ops.shape(prefix)[1]]])  # (B, T)
+        prefix_lengths = ops.cast(prefix_lengths, "int32")
+        if K > 1:
+            prefix = ops.repeat(prefix, K, axis=0)  # (R, T)
+            prefix_lengths = ops.repeat(prefix_lengths, K, axis=0)  # (R,)
+
+        tokens = ops.zeros((rows, T + 1), "int32")  # (R, T + 1)
+        state = {
+            "index": ops.convert_to_tensor(0, "int32"),
+            "tokens": _write(tokens, ops.full((rows, 1), self.bos_id, "int32"), 0, 1),
+            "log_probs": ops.zeros((rows, T), "float32"),  # (R, T)
+            "scores": self.initial_scores(batch_size),  # (R,)
+            "finished": ops.zeros((rows,), "bool"),
+            "lengths": ops.zeros((rows,), "int32"),
+            "cache": self_cache,  # (N, R, 2, T, H, K_d)
+        }
+        N, H = model.num_decoder_layers, model.num_heads
+        if self.return_attention:
+            state["decoder"] = ops.zeros((N, rows, H, T, T), "float32")
+            state["cross"] = ops.zeros((N, rows, H, T, source_length), "float32")
+        if self.top_k:
+            state["alternative_ids"] = ops.zeros((rows, T, self.top_k), "int32")
+            state["alternative_log_probs"] = ops.zeros((rows, T, self.top_k), "float32")
+        if self.return_beam and K > 1:
+            state["beam_parents"] = ops.zeros((rows, T), "int32")
+            state["beam_tokens"] = ops.zeros((rows, T), "int32")
+            state["beam_scores"] = ops.zeros((rows, T), "float32")
+            state["beam_finished"] = ops.zeros((rows, T), "bool")
+
+        def cond(state):
+            return ops.logical_and(
+                ops.less(state["index"], T), ops.logical_not(self.done(state))
+            )
+
+        def body(state):
+            return self._step(
+                model,
+                state,
+                (cross_cache, encoder_mask),
+                (prefix, prefix_lengths),
+                head_masks,
+            )
+
+        state = ops.while_loop(cond, body, state, maximum_iterations=T)
+        return self.finalize(state, encoder_attention, batch_size)
+
+    def _step(self, model, state, encoder, forcing, head_masks):
+        """One decoder step for every row, then the choice and the records."""
+        index = state["index"]
+        cross_cache, encoder_mask = encoder
+        prefix, prefix_lengths = forcing
+        rows = ops.shape(state["tokens"])[0]
+        previous = ops.slice(state["tokens"], [0, index], [rows, 1])  # (R, 1)
+        outputs = model.decode_step(
+            previous,
+            index,
+            state["cache"],
+            cross_cache,
+            encoder_mask,
+            return_attention_scores=self.return_attention,
+            head_masks=head_masks,
+        )
+        log_probs = ops.log_softmax(ops.cast(outputs[0][:, 0], "float32"), axis=-1)
+        forced = ops.less(index, prefix_lengths)  # (R,)
+        forced_token = _column(prefix, index)  # (R,)
+        token, token_log_prob, parent, scores = self.choose(
+            state, log_probs, forced, forced_token
+        )
+
+        # What each row saw at this step, and what it carries from before.
+        step = {"cache": outputs[1]}  # (N, R, 2, T, H, K_d)
+        if self.return_attention:
+            step["decoder"] = ops.cast(outputs[2], "float32")  # (N, R, H, 1, T)
+            step["cross"] = ops.cast(outputs[3], "float32")  # (N, R, H, 1, S)
+        if self.top_k:
+            top_log_probs, top_ids = ops.top_k(log_probs, self.top_k)  # (R, k)
+            step["alternative_ids"] = ops.cast(top_ids, "int32")[:, None]
+            step["alternative_log_probs"] = top_log_probs[:, None]  # (R, 1, k)
+        carried = {key: state[key] for key in _ROW_STATE if key in state}
+        if parent is not None:
+            # Every row continues its parent hypothesis: one gather each.
+            carried = {
+                k: ops.take(x, parent, axis=_row_axis(k)) for k, x in carried.items()
+            }
+            step = {k: ops.take(x, parent, axis=_row_axis(k)) for k, x in step.items()}
+        was_finished = carried["finished"]
+        token = ops.where(was_finished, 0, token)
+        token_log_prob = ops.where(was_finished, 0.0, token_log_prob)
+        new_state = {
+            "index": index + 1,
+            "tokens": _write(carried["tokens"], token[:, None], index + 1, 1),
+            "log_probs": _write(
+                carried["log_probs"], token_log_prob[:, None], index, 1
+            ),
+            "scores": scores,
+            "finished": ops.logical_or(was_finished, ops.equal(token, self.eos_id)),
+            "lengths": ops.where(was_finished, carried["lengths"], index + 1),
+            "cache": step["cache"],
+        }
+        for key in ("decoder", "cross", "alternative_ids", "alternative_log_probs"):
+            if key in state:
+                axis = 3 if key in ("decoder", "cross") else 1
+                new_state[key] = _write(carried[key], step[key], index, axis)
+        if "beam_parents" in state:
+            self._record_beam(state, new_state, parent, token, index)
+        return new_state
+
+    def _record_beam(self, state, new_state, parent, token, index):
+        raise NotImplementedError
+
+    def finalize(self, state, encoder_attention, batch_size):
+        """The loop state -> the result dict (see the class docstring)."""
+        result = {
+            "tokens": state["tokens"][:, 1:],  # (B, T)
+            "log_probs": state["log_probs"],  # (B, T)
+            "scores": ops.sum(state["log_probs"], axis=-1),  # (B,)
+            "steps": state["index"],
+        }
+        for key in ("decoder", "cross", "alternative_ids", "alternative_log_probs"):
+            if key in state:
+                result[key] = state[key]
+        if encoder_attention is not None:
+            result["encoder"] = ops.stack(encoder_attention, axis=0)  # (N, B, H, S, S)
+        return result
+
+
+# Loop-state tensors that belong to one row (hypothesis) each.
+_ROW_STATE = (
+    "tokens",
+    "log_probs",
+    "finished",
+    "lengths",
+    "decoder",
+    "cross",
+    "alternative_ids",
+    "alternative_log_probs",
+)
+
+
+def _row_axis(key):
+    """The row axis of a loop-state or step tensor: 1 when layers come first."""
+    return 1 if key in ("cache", "decoder", "cross") else 0
+
+
+class GreedySearch(Search):
+    """Greedy decoding: the most probable piece at every step.
+
+    Args: as `Search`.
+
+    Example:
+
+    >>> search = GreedySearch(max_length=32, bos_id=2, eos_id=3, top_k=5)
+    >>> out = search(model, encoder_inputs)  # doctest: +SKIP
+    >>> out["tokens"].shape  # doctest: +SKIP
+    (B, 32)
+    """
+
+    def choose(self, state, log_probs, forced, forced_token):
+        token = ops.cast(ops.argmax(log_probs, axis=-1), "int32")  # (R,)
+        token = ops.where(forced, forced_token, token)
+        token_log_prob = ops.take_along_axis(log_probs, token[:, None], axis=-1)[:, 0]
+        scores = state["scores"] + ops.where(state["finished"], 0.0, token_log_prob)
+        return token, token_log_prob, None, scores
+
+
+class BeamSearch(Search):
+    """Beam search with a GNMT length penalty.
+
+    Hypotheses are ranked by `log P / ((5 + length) / 6) ** length_penalty`;
+    a finished hypothesis keeps its score and stays in the beam until better
+    ones push it out. The loop stops as soon as, for every input, no live
+    beam can still outscore the best finished one (an exact bound, so the
+    best hypothesis is the same as with a search to `max_length`).
+
+    Args:
+        beam_size: int, K.
+        length_penalty: float, alpha (0 = plain log-probability).
+        **kwargs: as `Search`.
+    """
+
+    def __init__(self, beam_size=4, length_penalty=0.6, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(beam_size, int) or beam_size < 1:
+            raise ValueError(
+                "Received an invalid value for argument `beam_size`, expected "
+                f"a positive integer. Received: beam_size={beam_size}"
+            )
+        self.beam_size = beam_size
+        self.length_penalty = length_penalty
+
+    def initial_scores(self, batch_size):
+        # Only the first beam is live at the start, so the K beams differ.
+        K = self.beam_size
+        first = ops.concatenate([ops.zeros((1,)), ops.full((K - 1,), NEG_INF)])
+        return ops.reshape(ops.broadcast_to(first[None], (batch_size, K)), (-1,))
+
+    def normalize(self, scores, lengths):
+        """`(R,)` raw log P and lengths -> `(R,)` ranking scores."""
+        return scores / _length_penalty(ops.maximum(lengths, 1), self.length_penalty)
+
+    def done(self, state):
+        # An input is done when no live beam can still beat its best finished
+        # hypothesis: log P only falls and the penalty is at most that of
+        # `max_length`, so `raw / penalty(max_length)` bounds a live beam's
+        # final score.
+        K = self.beam_size
+        finished = ops.reshape(state["finished"], (-1, K))  # (B, K)
+        final = ops.reshape(self.normalize(state["scores"], state["lengths"]), (-1, K))
+        best_finished = ops.max(ops.where(finished, final, 2 * NEG_INF), axis=-1)
+        bound = state["scores"] / _length_penalty(self.max_length, self.length_penalty)
+        bound = ops.reshape(bound, (-1, K))  # (B, K)
+        best_live = ops.max(ops.where(finished, 2 * NEG_INF, bound), axis=-1)
+        return ops.all(ops.greater_equal(best_finished, best_live))
+
+    def choose(self, state, log_probs, forced, forced_token):
+        K = self.beam_size
+        rows, vocabulary_size = ops.shape(log_probs)
+        ids = ops.arange(vocabulary_size)[None]  # (1, V)
+        # A forced row may only continue with its forced piece, a finished
+        # one only with padding, at no cost.
+        step = ops.where(
+            ops.logical_and(forced[:, None], ids != forced_token[:, None]),
+            NEG_INF,
+            log_probs,
+        )
+        only_padding = ops.where(ids == 0, 0.0, NEG_INF)  # (1, V)
+        step = ops.where(state["finished"][:, None], only_padding, step)  # (R, V)
+        candidates = state["scores"][:, None] + step  # (R, V) raw log P
+        new_lengths = ops.where(state["finished"], state["lengths"], state["index"] + 1)
+        normalized = (
+            candidates / _length_penalty(new_lengths, self.length_penalty)[:, None]
+        )
+        normalized = ops.reshape(normalized, (-1, K * vocabulary_size))  # (B, K*V)
+        _, best = ops.top_k(normalized, K)  # (B, K)
+        beam = best // vocabulary_size  # (B, K) which beam each comes from
+        token = ops.reshape(ops.cast(best % vocabulary_size, "int32"), (-1,))  # (R,)
+        batch_size = rows // K
+        parent = ops.reshape(ops.arange(batch_size)[:, None] * K + beam, (-1,))  # (R,)
+        scores = ops.take_along_axis(
+            ops.reshape(candidates, (-1, K * vocabulary_size)), best, axis=-1
+        )  # (B, K)
+        token_log_prob = ops.take_along_axis(
+            ops.reshape(step, (-1, K * vocabulary_size)), best, axis=-1
+        )  # (B, K)
+        return (
+            token,
+            ops.reshape(token_log_prob, (-1,)),
+            ops.cast(parent, "int32"),
+            ops.reshape(scores, (-1,)),
+        )
+
+    def _record_beam(self, state, new_state, parent, token, index):
+        K = self.beam_size
+        slot = ops.cast(parent % K, "int32")  # (R,) parent's slot in its input
+        normalized = self.normalize(new_state["scores"], new_state["lengths"])
+        for key, value in (
+            ("beam_parents", slot),
+            ("beam_tokens", token),
+            ("beam_scores", normalized),
+            ("beam_finished", new_state["finished"]),
+        ):
+            new_state[key] = _write(state[key], value[:, None], index, 1)
+
+    def finalize(self, state, encoder_attention, batch_size):
+        K = self.beam_size
+        normalized = ops.reshape(
+            self.normalize(state["scores"], state["lengths"]), (batch_size, K)
+        )
+        order = ops.cast(ops.argsort(-normalized, axis=-1), "int32")  # (B, K)
+        flat_order = ops.reshape(ops.arange(batch_size)[:, None] * K + order, (-1,))
+
+        def sort(x, axis=0):
+            x = ops.take(x, flat_order, axis=axis)
+            shape = list(ops.shape(x))
+            shape[axis : axis + 1] = [batch_size, K]
+            return ops.reshape(x, shape)
+
+        result = {
+            "tokens": sort(state["tokens"][:, 1:]),  # (B, K, T)
+            "log_probs": sort(state["log_probs"]),  # (B, K, T)
+            "scores": ops.take_along_axis(normalized, order, axis=-1),  # (B, K)
+            "steps": state["index"],
+        }
+        for key in ("alternative_ids", "alternative_log_probs"):
+            if key in state:
+                result[key] = sort(state[key])  # (B, K, T, k)
+        for key in ("decoder", "cross"):
+            if key in state:
+                result[key] = sort(state[key], axis=1)  # (N, B, K, H, T, ...)
+        if encoder_attention is not None:
+            encoder = ops.stack(encoder_attention, axis=0)  # (N, B, H, S, S)
+            result["encoder"] = ops.repeat(encoder[:, :, None], K, axis=2)
+        if "beam_parents" in state:
+            for key in ("beam_parents", "beam_tokens", "beam_scores", "beam_finished"):
+                per_input = ops.reshape(state[key], (batch_size, K, -1))  # (B, K, T)
+                result[key] = ops.transpose(per_input, (0, 2, 1))  # (B, T, K)
+            result["beam_slots"] = order
+        return result
 
 
 def greedy_search(
@@ -50,101 +475,15 @@ def greedy_search(
     eos_id,
     head_masks=None,
     return_attention=True,
+    top_k=0,
+    prefix=None,
+    prefix_lengths=None,
 ):
-    """Greedy decoding with the key/value cache.
-
-    Args:
-        model: a `keras_mha.Transformer`.
-        encoder_inputs: `(B, S)` int ids, 0 = padding.
-        max_length: int, T, the most output tokens (the end token included).
-        bos_id, eos_id: ints.
-        head_masks: optional dict of `(N, H)` head multipliers.
-        return_attention: bool, record every attention head.
-
-    Returns:
-        A dict: `"tokens"` `(B, T)` output ids (0 after the end token),
-        `"log_probs"` `(B, T)` log-probability of each output token and, with
-        `return_attention`, `"encoder"` `(N_e, B, H, S, S)`, `"decoder"`
-        `(N_d, B, H, T, T)` and `"cross"` `(N_d, B, H, T, S)` attention.
-    """
-    encoder_mask = padding_mask(encoder_inputs)  # (B, S)
-    encoded = model.encode(
-        encoder_inputs,
-        return_attention_scores=return_attention,
-        head_masks=head_masks,
+    """Greedy decoding with the key/value cache; see `GreedySearch`."""
+    search = GreedySearch(
+        max_length, bos_id, eos_id, top_k=top_k, return_attention=return_attention
     )
-    if return_attention:
-        encoded, encoder_attention = encoded
-    self_cache, cross_cache = model.init_cache(encoded, max_length)
-    batch_size = ops.shape(encoder_inputs)[0]
-    source_length = ops.shape(encoder_inputs)[1]
-    num_layers, num_heads = model.num_decoder_layers, model.num_heads
-
-    tokens = ops.zeros((batch_size, max_length + 1), "int32")  # (B, T + 1)
-    tokens = _write_row(tokens, ops.full((batch_size, 1), bos_id, "int32"), 0, 1)
-    log_probs = ops.zeros((batch_size, max_length), "float32")  # (B, T)
-    finished = ops.zeros((batch_size,), "bool")
-    state = [ops.convert_to_tensor(0, "int32"), tokens, log_probs, finished]
-    state += [self_cache]
-    if return_attention:
-        shape = (num_layers, batch_size, num_heads, max_length)
-        state += [
-            ops.zeros(shape + (max_length,), "float32"),  # (N, B, H, T, T)
-            ops.zeros(shape + (source_length,), "float32"),  # (N, B, H, T, S)
-        ]
-
-    def cond(index, tokens, log_probs, finished, *rest):
-        return ops.logical_and(
-            ops.less(index, max_length), ops.logical_not(ops.all(finished))
-        )
-
-    def body(index, tokens, log_probs, finished, self_cache, *attention):
-        step_log_probs, outputs = _next_log_probs(
-            model,
-            tokens,
-            index,
-            batch_size,
-            (self_cache, cross_cache),
-            encoder_mask,
-            return_attention_scores=return_attention,
-            head_masks=head_masks,
-        )  # (B, V)
-        self_cache = outputs[1]
-        next_token = ops.cast(ops.argmax(step_log_probs, axis=-1), "int32")  # (B,)
-        next_token = ops.where(finished, 0, next_token)
-        token_log_prob = ops.take_along_axis(
-            step_log_probs, next_token[:, None], axis=-1
-        )  # (B, 1)
-        token_log_prob = ops.where(finished[:, None], 0.0, token_log_prob)
-        tokens = _write_row(tokens, next_token[:, None], index + 1, 1)
-        log_probs = _write_row(log_probs, token_log_prob, index, 1)
-        finished = ops.logical_or(finished, ops.equal(next_token, eos_id))
-        new_state = [index + 1, tokens, log_probs, finished, self_cache]
-        if attention:
-            decoder_history, cross_history = attention
-            decoder_history = _write_row(
-                decoder_history, ops.cast(outputs[2], "float32"), index, 3
-            )
-            cross_history = _write_row(
-                cross_history, ops.cast(outputs[3], "float32"), index, 3
-            )
-            new_state += [decoder_history, cross_history]
-        return new_state
-
-    state = ops.while_loop(cond, body, state, maximum_iterations=max_length)
-    result = {"tokens": state[1][:, 1:], "log_probs": state[2]}
-    if return_attention:
-        result.update(
-            encoder=ops.stack(encoder_attention, axis=0),  # (N_e, B, H, S, S)
-            decoder=state[5],
-            cross=state[6],
-        )
-    return result
-
-
-def _length_penalty(length, alpha):
-    """GNMT length penalty `((5 + length) / 6) ** alpha` (Wu et al., 2016)."""
-    return ops.power((5.0 + ops.cast(length, "float32")) / 6.0, alpha)
+    return search(model, encoder_inputs, head_masks, prefix, prefix_lengths)
 
 
 def beam_search(
@@ -157,169 +496,102 @@ def beam_search(
     length_penalty=0.6,
     head_masks=None,
     return_attention=True,
+    top_k=0,
+    prefix=None,
+    prefix_lengths=None,
+    return_beam=False,
 ):
-    """Beam search with a GNMT length penalty and the key/value cache.
+    """Beam search with the key/value cache; see `BeamSearch`."""
+    search = BeamSearch(
+        beam_size=beam_size,
+        length_penalty=length_penalty,
+        max_length=max_length,
+        bos_id=bos_id,
+        eos_id=eos_id,
+        top_k=top_k,
+        return_attention=return_attention,
+        return_beam=return_beam,
+    )
+    return search(model, encoder_inputs, head_masks, prefix, prefix_lengths)
 
-    Hypotheses are ranked by `log P / ((5 + length) / 6) ** length_penalty`;
-    a finished hypothesis keeps its score and stays in the beam until better
-    ones push it out. The loop stops as soon as, for every input, no live
-    beam can still outscore the best finished one (an exact bound, so the
-    best hypothesis is the same as with a search to `max_length`).
+
+def teacher_forced_scores(
+    model, encoder_inputs, decoder_inputs, labels, top_k=0, return_attention=True
+):
+    """Scores given outputs in one teacher-forced pass of the whole model.
 
     Args:
-        model, encoder_inputs, max_length, bos_id, eos_id, head_masks,
-        return_attention: as in `greedy_search`.
-        beam_size: int, K.
-        length_penalty: float, alpha (0 = plain log-probability).
+        model: a `keras_mha.Transformer`.
+        encoder_inputs: `(B, S)` int ids, 0 = padding.
+        decoder_inputs: `(B, T)` int ids, `<s>` then the outputs shifted by
+            one, 0 = padding.
+        labels: `(B, T)` int ids of the outputs, 0 = padding.
+        top_k: int, alternatives per position (0: none).
+        return_attention: bool.
 
     Returns:
-        As `greedy_search`, with a beam axis after the batch axis, beams
-        sorted best first: `"tokens"` `(B, K, T)`, `"log_probs"` `(B, K, T)`,
-        `"scores"` `(B, K)` (normalized), attention `(N, B, K, H, ...)`.
+        A dict: `"log_probs"` `(B, T)` log-probability of each label (0 at
+        padding); with `top_k`, `"alternative_ids"` and
+        `"alternative_log_probs"` `(B, T, k)`; with `return_attention`,
+        `"encoder"` `(N_e, B, H, S, S)`, `"decoder"` `(N_d, B, H, T, T)`,
+        `"cross"` `(N_d, B, H, T, S)`.
     """
-    K = beam_size
-    encoder_mask = padding_mask(encoder_inputs)  # (B, S)
-    encoded = model.encode(
-        encoder_inputs,
-        return_attention_scores=return_attention,
-        head_masks=head_masks,
-    )
+    inputs = {"encoder_inputs": encoder_inputs, "decoder_inputs": decoder_inputs}
+    outputs = model(inputs, return_attention_scores=return_attention)
+    logits = outputs["logits"] if return_attention else outputs
+    log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)  # (B, T, V)
+    labels = ops.cast(labels, "int32")
+    label_log_probs = ops.take_along_axis(log_probs, labels[..., None], axis=-1)
+    label_log_probs = ops.where(labels > 0, label_log_probs[..., 0], 0.0)  # (B, T)
+    result = {"log_probs": label_log_probs}
+    if top_k:
+        top_log_probs, top_ids = ops.top_k(log_probs, top_k)  # (B, T, k)
+        result["alternative_ids"] = ops.cast(top_ids, "int32")
+        result["alternative_log_probs"] = top_log_probs
     if return_attention:
-        encoded, encoder_attention = encoded
-    batch_size = ops.shape(encoder_inputs)[0]
-    source_length = ops.shape(encoder_inputs)[1]
-    flat = batch_size * K
-    # Every beam of an input shares its encoder states: repeat them K times.
-    encoded = ops.repeat(encoded, K, axis=0)  # (B*K, S, D)
-    encoder_mask = ops.repeat(encoder_mask, K, axis=0)  # (B*K, S)
-    self_cache, cross_cache = model.init_cache(encoded, max_length)
-    num_layers, num_heads = model.num_decoder_layers, model.num_heads
-
-    tokens = ops.zeros((flat, max_length + 1), "int32")  # (B*K, T + 1)
-    tokens = _write_row(tokens, ops.full((flat, 1), bos_id, "int32"), 0, 1)
-    log_probs = ops.zeros((flat, max_length), "float32")  # (B*K, T)
-    # Only the first beam is live at the start, so the K beams differ.
-    first = ops.concatenate([ops.zeros((1,)), ops.full((K - 1,), NEG_INF)])
-    scores = ops.broadcast_to(first[None], (batch_size, K))  # (B, K) raw log P
-    finished = ops.zeros((flat,), "bool")
-    lengths = ops.zeros((flat,), "int32")
-    state = [ops.convert_to_tensor(0, "int32"), tokens, log_probs, scores]
-    state += [finished, lengths, self_cache]
-    if return_attention:
-        shape = (num_layers, flat, num_heads, max_length)
-        state += [
-            ops.zeros(shape + (max_length,), "float32"),  # (N, B*K, H, T, T)
-            ops.zeros(shape + (source_length,), "float32"),  # (N, B*K, H, T, S)
-        ]
-
-    def normalize(scores, lengths):
-        """`(B, K)` raw log P and `(B*K,)` lengths -> `(B, K)` ranking scores."""
-        lengths = ops.reshape(ops.maximum(lengths, 1), (batch_size, K))
-        return scores / _length_penalty(lengths, length_penalty)
-
-    def cond(index, tokens, log_probs, scores, finished, lengths, *rest):
-        # An input is done when no live beam can still beat its best
-        # finished hypothesis: log P only falls and the penalty is at most
-        # that of `max_length`, so `raw / penalty(max_length)` bounds a live
-        # beam's final score. The best hypothesis is then the one a search
-        # to `max_length` would return; the loop ends when all inputs are done.
-        done = ops.reshape(finished, (batch_size, K))  # (B, K)
-        final = normalize(scores, lengths)  # (B, K)
-        best_finished = ops.max(ops.where(done, final, 2 * NEG_INF), axis=-1)
-        best_live = scores / _length_penalty(max_length, length_penalty)
-        best_live = ops.max(ops.where(done, 2 * NEG_INF, best_live), axis=-1)
-        settled = ops.greater_equal(best_finished, best_live)  # (B,)
-        return ops.logical_and(
-            ops.less(index, max_length), ops.logical_not(ops.all(settled))
-        )
-
-    def body(index, tokens, log_probs, scores, finished, lengths, self_cache, *att):
-        step, outputs = _next_log_probs(
-            model,
-            tokens,
-            index,
-            flat,
-            (self_cache, cross_cache),
-            encoder_mask,
-            return_attention_scores=return_attention,
-            head_masks=head_masks,
-        )  # (B*K, V)
-        self_cache = outputs[1]
-        vocabulary_size = ops.shape(step)[-1]
-        # A finished beam has one continuation, padding, at no cost.
-        only_padding = ops.where(ops.arange(vocabulary_size) == 0, 0.0, NEG_INF)
-        step = ops.where(finished[:, None], only_padding[None], step)  # (B*K, V)
-        candidates = ops.reshape(scores, (flat, 1)) + step  # (B*K, V) raw
-        new_lengths = ops.where(finished, lengths, index + 1)  # (B*K,)
-        normalized = candidates / _length_penalty(new_lengths, length_penalty)[:, None]
-        normalized = ops.reshape(normalized, (batch_size, -1))  # (B, K*V)
-        _, best = ops.top_k(normalized, K)  # (B, K)
-        beam = best // vocabulary_size  # (B, K) which beam each comes from
-        next_token = ops.cast(best % vocabulary_size, "int32")  # (B, K)
-        origin = ops.reshape(
-            ops.arange(batch_size)[:, None] * K + beam, (-1,)
-        )  # (B*K,) flat index of the parent beam
-        next_token = ops.reshape(next_token, (-1,))  # (B*K,)
-        candidates = ops.reshape(candidates, (batch_size, -1))  # (B, K*V)
-        scores = ops.take_along_axis(candidates, best, axis=-1)  # (B, K)
-        token_log_prob = ops.take_along_axis(
-            ops.reshape(step, (batch_size, -1)), best, axis=-1
-        )  # (B, K)
-
-        def reorder(x, axis=0):
-            return ops.take(x, origin, axis=axis)
-
-        tokens = _write_row(reorder(tokens), next_token[:, None], index + 1, 1)
-        log_probs = _write_row(
-            reorder(log_probs), ops.reshape(token_log_prob, (-1, 1)), index, 1
-        )
-        parent_finished = reorder(finished)
-        lengths = ops.where(parent_finished, reorder(lengths), index + 1)
-        finished = ops.logical_or(parent_finished, ops.equal(next_token, eos_id))
-        self_cache = reorder(self_cache, axis=1)  # (N, B*K, 2, T, H, K_d)
-        new_state = [index + 1, tokens, log_probs, scores, finished, lengths]
-        new_state += [self_cache]
-        if att:
-            decoder_history = _write_row(
-                reorder(att[0], axis=1),
-                reorder(ops.cast(outputs[2], "float32"), axis=1),
-                index,
-                3,
-            )
-            cross_history = _write_row(
-                reorder(att[1], axis=1),
-                reorder(ops.cast(outputs[3], "float32"), axis=1),
-                index,
-                3,
-            )
-            new_state += [decoder_history, cross_history]
-        return new_state
-
-    state = ops.while_loop(cond, body, state, maximum_iterations=max_length)
-    tokens, log_probs, scores, lengths = state[1], state[2], state[3], state[5]
-    normalized = normalize(scores, lengths)  # (B, K)
-    order = ops.argsort(-normalized, axis=-1)  # (B, K) best first
-    flat_order = ops.reshape(ops.arange(batch_size)[:, None] * K + order, (-1,))
-
-    def sort(x, axis=0):
-        x = ops.take(x, flat_order, axis=axis)
-        shape = list(ops.shape(x))
-        shape[axis : axis + 1] = [batch_size, K]
-        return ops.reshape(x, shape)
-
-    result = {
-        "tokens": sort(tokens[:, 1:]),  # (B, K, T)
-        "log_probs": sort(log_probs),  # (B, K, T)
-        "scores": ops.take_along_axis(normalized, order, axis=-1),  # (B, K)
-    }
-    if return_attention:
-        encoder_attention = ops.stack(encoder_attention, axis=0)  # (N, B, H, S, S)
-        result.update(
-            encoder=ops.repeat(encoder_attention[:, :, None], K, axis=2),
-            decoder=sort(state[7], axis=1),  # (N, B, K, H, T, T)
-            cross=sort(state[8], axis=1),  # (N, B, K, H, T, S)
-        )
+        for key, name in (
+            ("encoder", "encoder_attentions"),
+            ("decoder", "decoder_attentions"),
+            ("cross", "cross_attentions"),
+        ):
+            result[key] = ops.cast(ops.stack(outputs[name], axis=0), "float32")
     return result
+
+
+def compile_search(model, fn):
+    """Compiles `fn(model, *tensors)` for the backend: `jax.jit` or `tf.function`.
+
+    On JAX the model's variables are passed in as arguments (a
+    `keras.StatelessScope` maps them), so the weights are inputs of the
+    compiled program rather than constants folded into it; on TensorFlow
+    `tf.function` reads the variables directly. Other backends run eagerly.
+    Each new set of input shapes compiles once and is then reused.
+
+    Returns:
+        A function of the tensors only, returning NumPy-convertible outputs.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax  # The one backend-specific import of the library.
+
+        variables = model.variables
+
+        def stateless(values, *args):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return fn(model, *args)
+
+        jitted = jax.jit(stateless)
+
+        def run(*args):
+            return jitted([v.value for v in variables], *args)
+
+        return run
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        # No XLA: on a CPU it is slower here than TensorFlow's own kernels.
+        return tf.function(lambda *args: fn(model, *args), jit_compile=False)
+    return lambda *args: fn(model, *args)
 
 
 def greedy_search_uncached(model, encoder_inputs, max_length, bos_id, eos_id):
@@ -346,61 +618,3 @@ def greedy_search_uncached(model, encoder_inputs, max_length, bos_id, eos_id):
     tokens = ops.stack(outputs, axis=1)
     pad = max_length - ops.shape(tokens)[1]
     return ops.pad(tokens, [[0, 0], [0, pad]])
-
-
-class SearchModel(keras.Model):
-    """Wraps a search so that `predict_on_batch` compiles it (XLA `jit` on
-    JAX, `tf.function` on TensorFlow) once per input shape and reuses it.
-
-    Args:
-        transformer: the `Transformer` (weights are shared, not copied).
-        beam_size: int; 1 selects greedy search.
-        max_length: int, T.
-        bos_id, eos_id: ints.
-        length_penalty: float (beam search).
-        return_attention: bool.
-
-    Call arguments:
-        inputs: dict with `"encoder_inputs"` `(B, S)` and `"encoder"`,
-            `"decoder"`, `"cross"` head masks `(B, N, H)` (the batch axis is
-            there because Keras splits inputs along it; all rows are equal).
-    """
-
-    def __init__(
-        self,
-        transformer,
-        beam_size,
-        max_length,
-        bos_id,
-        eos_id,
-        length_penalty=0.6,
-        return_attention=True,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.transformer = transformer
-        self.beam_size = beam_size
-        self.max_length = max_length
-        self.bos_id = bos_id
-        self.eos_id = eos_id
-        self.length_penalty = length_penalty
-        self.return_attention = return_attention
-
-    def call(self, inputs):
-        head_masks = {k: inputs[k][0] for k in ("encoder", "decoder", "cross")}
-        common = dict(
-            max_length=self.max_length,
-            bos_id=self.bos_id,
-            eos_id=self.eos_id,
-            head_masks=head_masks,
-            return_attention=self.return_attention,
-        )
-        if self.beam_size == 1:
-            return greedy_search(self.transformer, inputs["encoder_inputs"], **common)
-        return beam_search(
-            self.transformer,
-            inputs["encoder_inputs"],
-            beam_size=self.beam_size,
-            length_penalty=self.length_penalty,
-            **common,
-        )

@@ -28,7 +28,11 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from keras_mha.tokens import merge_labels, word_groups  # noqa: F401 (re-export)
+from keras_mha.tokens import (  # noqa: F401 (re-exported for the views)
+    merge_labels,
+    merge_pieces,
+    word_groups,
+)
 
 CMAP = "viridis"
 # Matrices this small get their values written in the cells.
@@ -318,32 +322,6 @@ def head_statistics(attention_4d):
         for layer in range(num_layers)
         for head in range(num_heads)
     ]
-
-
-def merge_pieces(attention, row_groups, col_groups):
-    """Merges subword-piece attention into word attention.
-
-    A word's key weight is the sum over its pieces (rows still sum to 1);
-    a word's query row is the mean over its pieces' rows.
-
-    Args:
-        attention: `(..., T, S)` weights over pieces.
-        row_groups: lists of row indices, one list per query word (e.g.
-            `keras_mha.tokens.word_groups(target_tokens)`).
-        col_groups: lists of column indices, one list per key word.
-
-    Returns:
-        `(..., len(row_groups), len(col_groups))` numpy array.
-    """
-    attention = np.asarray(attention)
-    if not row_groups or not col_groups:
-        return np.zeros(attention.shape[:-2] + (len(row_groups), len(col_groups)))
-    summed = np.stack(
-        [attention[..., group].sum(axis=-1) for group in col_groups], axis=-1
-    )  # (..., T, words_S)
-    return np.stack(
-        [summed[..., group, :].mean(axis=-2) for group in row_groups], axis=-2
-    )  # (..., words_T, words_S)
 
 
 def figure_to_png_bytes(fig, dpi=None):

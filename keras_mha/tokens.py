@@ -13,6 +13,8 @@ Example:
 ['Hello']
 """
 
+import numpy as np
+
 # Ids and pieces of the special tokens; 0 doubles as the Keras padding id.
 SPECIAL_IDS = {"pad": 0, "unk": 1, "bos": 2, "eos": 3}
 SPECIAL_PIECES = {"pad": "<pad>", "unk": "<unk>", "bos": "<s>", "eos": "</s>"}
@@ -40,12 +42,7 @@ def word_groups(pieces):
     previous_control = False
     for index, piece in enumerate(pieces):
         control = piece in CONTROL_PIECES
-        if (
-            not groups
-            or control
-            or previous_control
-            or piece.startswith(WORD_BOUNDARY)
-        ):
+        if not groups or control or previous_control or piece.startswith(WORD_BOUNDARY):
             groups.append([index])
         else:
             groups[-1].append(index)
@@ -60,3 +57,29 @@ def merge_labels(pieces, groups):
         word = "".join(pieces[i] for i in group).replace(WORD_BOUNDARY, " ").strip()
         labels.append(word or WORD_BOUNDARY)
     return labels
+
+
+def merge_pieces(attention, row_groups, col_groups):
+    """Merges subword-piece attention into word attention.
+
+    A word's key weight is the sum over its pieces (rows still sum to 1);
+    a word's query row is the mean over its pieces' rows.
+
+    Args:
+        attention: `(..., T, S)` weights over pieces.
+        row_groups: lists of row indices, one list per query word (e.g.
+            `word_groups(target_tokens)`).
+        col_groups: lists of column indices, one list per key word.
+
+    Returns:
+        `(..., len(row_groups), len(col_groups))` numpy array.
+    """
+    attention = np.asarray(attention)
+    if not row_groups or not col_groups:
+        return np.zeros(attention.shape[:-2] + (len(row_groups), len(col_groups)))
+    summed = np.stack(
+        [attention[..., group].sum(axis=-1) for group in col_groups], axis=-1
+    )  # (..., T, words_S)
+    return np.stack(
+        [summed[..., group, :].mean(axis=-2) for group in row_groups], axis=-2
+    )  # (..., words_T, words_S)

@@ -1,6 +1,6 @@
-"""Translator: a trained model folder (model + tokenizer + card) behind one
-`translate()` call that returns the text, the subword pieces and every
-attention head.
+"""Translator: a trained model folder (model + tokenizer + card) behind
+`translate()` and `score()`, which return the text, the subword pieces, every
+attention head and what the model weighed at each step.
 
 Shape legend (numpy outputs): N layers, H heads, S source pieces, T target
 pieces. Rows are queries, columns are keys.
@@ -16,10 +16,16 @@ import keras
 import numpy as np
 import sentencepiece
 
-from keras_mha.decoding import SearchModel
+from keras_mha.decoding import (
+    NEG_INF,
+    BeamSearch,
+    GreedySearch,
+    compile_search,
+    teacher_forced_scores,
+)
+from keras_mha.tokens import BOS, CONTROL_PIECES, EOS
 
 ATTENTION_KINDS = ("encoder", "decoder", "cross")
-BOS, EOS = "<s>", "</s>"
 # Padded batch sizes and source lengths: each (batch, length) pair compiles
 # once, so the buckets are few; the output buffer is always the model's
 # `max_length` and the loop stops as soon as every sequence has ended.
@@ -47,6 +53,19 @@ class Translation:
         attention: `{"encoder": (N, H, S, S), "decoder": (N, H, T, T),
             "cross": (N, H, T, S)}` numpy arrays, no padding.
         n_best: with `n_best > 1`, the other hypotheses (best first).
+        alternatives: with `top_k`, one list per output piece of the `k`
+            most probable `(piece, probability)` pairs of the distribution
+            the piece was chosen from, best first (greedy: the chosen piece
+            first unless it was forced).
+        prefix_length: how many of the first output pieces were forced.
+        beam_steps: with `return_beam`, one list per step of the live
+            hypotheses after it, as dicts `{"parent": int, "piece": str,
+            "score": float, "finished": bool}`; `parent` indexes the
+            previous step's list, `score` is the normalized ranking score.
+            A finished hypothesis carried to later steps has the piece
+            `<pad>`.
+        beam_slot: with `return_beam`, this hypothesis' index in the last
+            step of `beam_steps` (follow `parent` from there to the start).
     """
 
     text: str
@@ -58,6 +77,10 @@ class Translation:
     truncated: bool = False
     attention: dict = dataclasses.field(default_factory=dict)
     n_best: list = dataclasses.field(default_factory=list)
+    alternatives: list = dataclasses.field(default_factory=list)
+    prefix_length: int = 0
+    beam_steps: list = dataclasses.field(default_factory=list)
+    beam_slot: int | None = None
 
     def to_npz_dict(self):
         """Flat dict for `np.savez`: attention arrays and token labels."""
@@ -138,28 +161,58 @@ class Translator:
     def max_source_length(self):
         return self.model.max_length
 
-    def warmup(self, beam_sizes=(1,), batch_sizes=(1,), source_lengths=(16,)):
+    def warmup(self, beam_sizes=(1,), batch_sizes=(1,), source_lengths=(16,), top_k=0):
         """Compiles the searches for these shapes ahead of the first request."""
         for beam_size in beam_sizes:
             for batch_size in batch_sizes:
                 for length in source_lengths:
-                    self.translate(["a " * (length - 2)] * batch_size, beam_size)
+                    self.translate(
+                        ["a " * (length - 2)] * batch_size, beam_size, top_k=top_k
+                    )
 
-    def _search(self, beam_size, max_length, length_penalty, return_attention):
-        key = (beam_size, max_length, float(length_penalty), return_attention)
+    def _search(self, beam_size, max_length, length_penalty, options):
+        """The compiled search for these settings (built once, then reused)."""
+        key = ("search", beam_size, max_length, float(length_penalty), options)
         if key not in self._searches:
-            self._searches[key] = SearchModel(
-                self.model,
-                beam_size=beam_size,
+            return_attention, top_k, return_beam = options
+            common = dict(
                 max_length=max_length,
                 bos_id=self.bos_id,
                 eos_id=self.eos_id,
-                length_penalty=length_penalty,
+                top_k=top_k,
                 return_attention=return_attention,
             )
+            if beam_size == 1:
+                search = GreedySearch(**common)
+            else:
+                search = BeamSearch(
+                    beam_size=beam_size,
+                    length_penalty=length_penalty,
+                    return_beam=return_beam,
+                    **common,
+                )
+            self._searches[key] = compile_search(self.model, search)
         return self._searches[key]
 
-    def _head_masks(self, disabled_heads, batch_size):
+    def _scorer(self, top_k, return_attention):
+        key = ("score", top_k, return_attention)
+        if key not in self._searches:
+
+            def score(model, encoder_inputs, decoder_inputs, labels):
+                return teacher_forced_scores(
+                    model,
+                    encoder_inputs,
+                    decoder_inputs,
+                    labels,
+                    top_k=top_k,
+                    return_attention=return_attention,
+                )
+
+            self._searches[key] = compile_search(self.model, score)
+        return self._searches[key]
+
+    def _head_masks(self, disabled_heads):
+        """`{kind: (N, H)}` float32 multipliers, 0 for a disabled head."""
         model = self.model
         shapes = {
             "encoder": (model.num_encoder_layers, model.num_heads),
@@ -181,10 +234,7 @@ class Translator:
                         f"of {shapes[kind][1]} heads"
                     )
                 masks[kind][layer, head] = 0.0
-        return {
-            k: np.broadcast_to(m, (batch_size,) + m.shape).copy()
-            for k, m in masks.items()
-        }
+        return masks
 
     def _encode(self, text):
         """Source ids, cut to the model's length; `(ids, truncated)`."""
@@ -194,6 +244,41 @@ class Translator:
 
     def _pieces(self, ids):
         return [self.tokenizer.id_to_piece(int(i)) for i in ids]
+
+    def target_ids(self, target, argument="target"):
+        """Ids of a target given as text or as a list of pieces.
+
+        Text is cleaned and tokenized like a source; pieces are looked up one
+        by one. The end piece is not added.
+
+        Raises:
+            ValueError: for an unknown piece or a control piece (`<s>`,
+                `<pad>`; `</s>` only as the last piece of a list).
+        """
+        if isinstance(target, str):
+            return self.tokenizer.encode(clean_text(target))
+        pieces = list(target)
+        if pieces and pieces[-1] == EOS:
+            pieces = pieces[:-1]
+        ids = []
+        for position, piece in enumerate(pieces):
+            if not isinstance(piece, str):
+                raise ValueError(
+                    f"`{argument}` must be text or a list of pieces (str). "
+                    f"Received: {piece!r} at position {position}"
+                )
+            piece_id = self.tokenizer.piece_to_id(piece)
+            if piece in CONTROL_PIECES or (
+                piece_id == self.tokenizer.unk_id() and piece != "<unk>"
+            ):
+                kind = "control" if piece in CONTROL_PIECES else "unknown"
+                raise ValueError(
+                    f"`{argument}` has an {kind} piece {piece!r} at position "
+                    f"{position}; pieces are those of `target_tokens` "
+                    f"(e.g. {self._pieces(self.tokenizer.encode('Hello'))})"
+                )
+            ids.append(piece_id)
+        return ids
 
     # ------------------------------------------------------------ translate
     def translate(
@@ -206,6 +291,9 @@ class Translator:
         disabled_heads=None,
         return_attention=True,
         batch_size=64,
+        top_k=0,
+        prefix=None,
+        return_beam=False,
     ):
         """Translates one text (returns a `Translation`) or a list (a list).
 
@@ -215,29 +303,57 @@ class Translator:
             length_penalty: float, GNMT alpha for beam search.
             max_length: most output pieces; default (and cap): the model's
                 `max_length`. Decoding stops earlier once all outputs end.
-            n_best: int ≤ beam_size, hypotheses kept in `Translation.n_best`.
+            n_best: int <= beam_size, hypotheses kept in `Translation.n_best`.
             disabled_heads: `{"encoder"|"decoder"|"cross": [(layer, head)]}`
                 heads whose output is zeroed (head ablation).
             return_attention: record attention (off is a little faster).
             batch_size: int, texts decoded together.
+            top_k: int, alternatives recorded per output piece (0: none).
+            prefix: pieces forced as the first outputs, then decoding goes on
+                freely: target text (tokenized as a translation starts) or a
+                list of pieces as in `Translation.target_tokens` (without
+                `</s>`). For a list of texts: one prefix for all, or a list
+                with one per text (each text, pieces or `None`). An empty
+                prefix forces nothing.
+            return_beam: with `beam_size > 1`, record the search tree in
+                `Translation.beam_steps`.
+
+        Raises:
+            ValueError: for a bad argument, an unknown piece in `prefix`, or a
+                prefix that leaves no room for the end piece.
         """
+        options = dict(
+            beam_size=beam_size,
+            length_penalty=length_penalty,
+            max_length=max_length,
+            n_best=n_best,
+            disabled_heads=disabled_heads,
+            return_attention=return_attention,
+            batch_size=batch_size,
+            top_k=top_k,
+            return_beam=return_beam,
+        )
         if isinstance(text_or_texts, str):
-            return self.translate(
-                [text_or_texts],
-                beam_size,
-                length_penalty,
-                max_length,
-                n_best,
-                disabled_heads,
-                return_attention,
-                batch_size,
-            )[0]
+            return self.translate([text_or_texts], prefix=[prefix], **options)[0]
+        if not isinstance(beam_size, int) or beam_size < 1:
+            raise ValueError(
+                "Received an invalid value for argument `beam_size`, expected a "
+                f"positive integer. Received: beam_size={beam_size!r}"
+            )
         if not 1 <= n_best <= beam_size:
             raise ValueError(
                 f"`n_best` must be between 1 and beam_size={beam_size}. "
                 f"Received: n_best={n_best}"
             )
+        if not isinstance(top_k, int) or top_k < 0:
+            raise ValueError(
+                "Received an invalid value for argument `top_k`, expected a "
+                f"non-negative integer. Received: top_k={top_k!r}"
+            )
+        top_k = min(top_k, self.model.target_vocabulary_size)
+        max_length = min(max_length or self.model.max_length, self.model.max_length)
         texts = [clean_text(t) for t in text_or_texts]
+        prefixes = self._prefix_ids(prefix, len(texts), max_length)
         encoded = [self._encode(t) if t else ([], False) for t in texts]
         results = [None] * len(texts)
         # Sort by length so that a batch pads little, decode, then unsort.
@@ -248,23 +364,46 @@ class Translator:
         for i, (ids, _) in enumerate(encoded):
             if not ids:
                 results[i] = self._empty()
+        head_masks = self._head_masks(disabled_heads)
+        if order:
+            search = self._search(
+                beam_size,
+                max_length,
+                length_penalty,
+                (bool(return_attention), top_k, bool(return_beam) and beam_size > 1),
+            )
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            batch = [encoded[i] for i in chunk]
-            for i, translation in zip(
-                chunk,
-                self._translate_batch(
-                    batch,
-                    beam_size,
-                    length_penalty,
-                    max_length,
-                    n_best,
-                    disabled_heads,
-                    return_attention,
-                ),
-            ):
-                results[i] = translation
+            batch = [(encoded[i][0], encoded[i][1], prefixes[i]) for i in chunk]
+            out = self._run_search(search, batch, head_masks, max_length)
+            for row, i in enumerate(chunk):
+                results[i] = self._translation(out, row, batch[row], n_best)
         return results
+
+    def _prefix_ids(self, prefix, count, max_length):
+        """One list of forced ids per text (empty: nothing forced)."""
+        if prefix is None:
+            prefixes = [None] * count
+        elif isinstance(prefix, str):
+            prefixes = [prefix] * count
+        else:
+            prefixes = list(prefix)
+            if len(prefixes) != count:
+                raise ValueError(
+                    f"`prefix` for {count} texts must be one prefix or a list of "
+                    f"{count}. Received a list of {len(prefixes)}"
+                )
+        ids = []
+        for one in prefixes:
+            one_ids = [] if one is None else self.target_ids(one, "prefix")
+            if len(one_ids) >= max_length:
+                raise ValueError(
+                    f"`prefix` has {len(one_ids)} pieces; at most "
+                    f"{max_length - 1} fit before the end piece (max_length="
+                    f"{max_length})"
+                )
+            ids.append(one_ids)
+        return ids
 
     def _empty(self):
         model = self.model
@@ -275,53 +414,83 @@ class Translator:
         }
         return Translation("", [], [], [], 0.0, [], False, zeros)
 
-    def _translate_batch(
-        self,
-        batch,
-        beam_size,
-        length_penalty,
-        max_length,
-        n_best,
-        disabled_heads,
-        return_attention,
-    ):
-        longest = max(len(ids) for ids, _ in batch)
+    def _run_search(self, search, batch, head_masks, max_length):
+        """Pads one batch of `(ids, truncated, prefix_ids)` and runs `search`."""
+        longest = max(len(ids) for ids, _, _ in batch)
         source_length = min(_bucket(longest, _LENGTH_BUCKETS), self.max_source_length)
-        max_length = min(max_length or self.model.max_length, self.model.max_length)
         padded_batch = _bucket(len(batch), _BATCH_BUCKETS)
         source = np.zeros((padded_batch, source_length), "int32")
-        for row, (ids, _) in enumerate(batch):
+        prefix = np.zeros((padded_batch, max_length), "int32")
+        prefix_lengths = np.zeros((padded_batch,), "int32")
+        for row, (ids, _, prefix_ids) in enumerate(batch):
             source[row, : len(ids)] = ids
-        inputs = {"encoder_inputs": source}
-        inputs.update(self._head_masks(disabled_heads, padded_batch))
-        search = self._search(beam_size, max_length, length_penalty, return_attention)
-        out = search.predict_on_batch(inputs)
-        out = {k: np.asarray(v) for k, v in out.items()}
-        translations = []
-        for row, (ids, truncated) in enumerate(batch):
-            if beam_size == 1:
-                hypotheses = [self._hypothesis(out, row, None, ids)]
-            else:
-                hypotheses = [self._hypothesis(out, row, k, ids) for k in range(n_best)]
-            best = hypotheses[0]
-            best.truncated = truncated
-            best.n_best = hypotheses[1:] if n_best > 1 else []
-            translations.append(best)
-        return translations
+            prefix[row, : len(prefix_ids)] = prefix_ids
+            prefix_lengths[row] = len(prefix_ids)
+        out = search(source, head_masks, prefix, prefix_lengths)
+        return {k: np.asarray(v) for k, v in out.items()}
 
-    def _hypothesis(self, out, row, beam, source_ids):
-        select = (row,) if beam is None else (row, beam)
+    def _translation(self, out, row, item, n_best):
+        ids, truncated, prefix_ids = item
+        if out["tokens"].ndim == 2:  # Greedy: no beam axis.
+            hypotheses = [self._hypothesis(out, (row,), ids)]
+        else:
+            hypotheses = [self._hypothesis(out, (row, k), ids) for k in range(n_best)]
+        best = hypotheses[0]
+        best.truncated = truncated
+        best.n_best = hypotheses[1:]
+        for hypothesis in hypotheses:
+            hypothesis.prefix_length = len(prefix_ids)
+        if "beam_parents" in out:
+            best.beam_steps, slots = self._beam_steps(out, row)
+            for k, hypothesis in enumerate(hypotheses):
+                hypothesis.beam_slot = slots[int(out["beam_slots"][row, k])]
+        return best
+
+    def _beam_steps(self, out, row):
+        """The live hypotheses of every step; `(steps, last-step slot map)`.
+
+        Slots of hypotheses that never were live (the K - 1 empty beams of
+        the first steps) are left out and the parents renumbered.
+        """
+        steps, previous = [], None
+        for t in range(int(out["steps"])):
+            kept, mapping = [], {}
+            for slot in range(out["beam_tokens"].shape[-1]):
+                score = float(out["beam_scores"][row, t, slot])
+                if score < NEG_INF / 2:
+                    continue
+                parent = int(out["beam_parents"][row, t, slot])
+                mapping[slot] = len(kept)
+                kept.append(
+                    {
+                        "parent": -1 if previous is None else previous[parent],
+                        "piece": self.tokenizer.id_to_piece(
+                            int(out["beam_tokens"][row, t, slot])
+                        ),
+                        "score": score,
+                        "finished": bool(out["beam_finished"][row, t, slot]),
+                    }
+                )
+            steps.append(kept)
+            previous = mapping
+        return steps, previous or {}
+
+    def _alternatives(self, out, select, length):
+        if "alternative_ids" not in out:
+            return []
+        ids = out["alternative_ids"][select][:length]  # (T, k)
+        probs = np.exp(out["alternative_log_probs"][select][:length])  # (T, k)
+        return [
+            [(self.tokenizer.id_to_piece(int(i)), float(p)) for i, p in zip(*pair)]
+            for pair in zip(ids, probs)
+        ]
+
+    def _hypothesis(self, out, select, source_ids):
         tokens = out["tokens"][select]  # (T_max,)
         log_probs = out["log_probs"][select]
         ended = np.flatnonzero(tokens == self.eos_id)
         length = int(ended[0]) + 1 if len(ended) else int(np.sum(tokens != 0))
         output_ids = [int(t) for t in tokens[:length]]
-        text_ids = [t for t in output_ids if t != self.eos_id]
-        score = (
-            float(out["scores"][select])
-            if "scores" in out
-            else float(np.sum(log_probs[:length]))
-        )
         S = len(source_ids)
         attention = {}
         if "cross" in out:
@@ -334,13 +503,127 @@ class Translator:
                 "decoder": pick(out["decoder"])[:, :, :length, :length],
                 "cross": pick(out["cross"])[:, :, :length, :S],
             }
+        return self._make_translation(
+            source_ids,
+            output_ids,
+            log_probs[:length],
+            score=float(out["scores"][select]),
+            attention=attention,
+            alternatives=self._alternatives(out, select, length),
+        )
+
+    def _make_translation(
+        self, source_ids, output_ids, log_probs, score, attention, alternatives
+    ):
         target_tokens = self._pieces(output_ids)
+        text_ids = [t for t in output_ids if t != self.eos_id]
         return Translation(
             text=self.tokenizer.decode(text_ids),
             source_tokens=self._pieces(source_ids),
             target_tokens=target_tokens,
             decoder_input_tokens=[BOS] + target_tokens[:-1],
             score=score,
-            token_probs=[float(p) for p in np.exp(log_probs[:length])],
+            token_probs=[float(p) for p in np.exp(log_probs)],
             attention=attention,
+            alternatives=alternatives,
         )
+
+    # ------------------------------------------------------------ score
+    def score(self, source, target, top_k=5, return_attention=True, batch_size=64):
+        """Scores a given translation of `source` in one teacher-forced pass.
+
+        Args:
+            source: str, or a list of str.
+            target: the translation, as text or as a list of pieces (as in
+                `Translation.target_tokens`, with or without the end piece);
+                for a list of sources, a list with one target per source.
+                The end piece is always scored.
+            top_k: int, the pieces the model preferred at each position.
+            return_attention: bool.
+            batch_size: int, pairs scored together.
+
+        Returns:
+            A `Translation` (a list for a list of sources) whose `text` and
+            `target_tokens` are the given target, with `token_probs`,
+            `score` (sum of log-probabilities), `alternatives` and attention.
+
+        Raises:
+            ValueError: for an unknown piece, or a target longer than the
+                model's `max_length` pieces (the end piece included).
+        """
+        if isinstance(source, str):
+            return self.score([source], [target], top_k, return_attention, batch_size)[
+                0
+            ]
+        targets = list(target)
+        if len(targets) != len(source):
+            raise ValueError(
+                f"`target` must have one entry per source: {len(source)} "
+                f"sources, {len(targets)} targets"
+            )
+        if not isinstance(top_k, int) or top_k < 0:
+            raise ValueError(
+                "Received an invalid value for argument `top_k`, expected a "
+                f"non-negative integer. Received: top_k={top_k!r}"
+            )
+        top_k = min(top_k, self.model.target_vocabulary_size)
+        limit = self.model.max_length
+        items = []
+        for text, one_target in zip(source, targets):
+            ids, truncated = self._encode(clean_text(text))
+            labels = self.target_ids(one_target) + [self.eos_id]
+            if len(labels) > limit:
+                raise ValueError(
+                    f"`target` has {len(labels)} pieces with the end piece; the "
+                    f"model scores at most max_length={limit}"
+                )
+            items.append((ids, truncated, labels))
+        scorer = self._scorer(top_k, bool(return_attention))
+        results = []
+        for start in range(0, len(items), batch_size):
+            batch = items[start : start + batch_size]
+            out = self._run_scorer(scorer, batch)
+            for row, (ids, truncated, labels) in enumerate(batch):
+                S, T = len(ids), len(labels)
+                attention = {}
+                if return_attention:
+                    attention = {
+                        "encoder": out["encoder"][:, row, :, :S, :S],
+                        "decoder": out["decoder"][:, row, :, :T, :T],
+                        "cross": out["cross"][:, row, :, :T, :S],
+                    }
+                log_probs = out["log_probs"][row, :T]
+                translation = self._make_translation(
+                    ids,
+                    labels,
+                    log_probs,
+                    score=float(np.sum(log_probs)),
+                    attention=attention,
+                    alternatives=self._alternatives(out, (row,), T),
+                )
+                translation.truncated = truncated
+                results.append(translation)
+        return results
+
+    def _run_scorer(self, scorer, batch):
+        longest_source = max(max(len(ids), 1) for ids, _, _ in batch)
+        longest_target = max(len(labels) for _, _, labels in batch)
+        source_length = min(
+            _bucket(longest_source, _LENGTH_BUCKETS), self.max_source_length
+        )
+        target_length = min(
+            _bucket(longest_target, _LENGTH_BUCKETS), self.model.max_length
+        )
+        padded_batch = _bucket(len(batch), _BATCH_BUCKETS)
+        source = np.zeros((padded_batch, source_length), "int32")
+        decoder_inputs = np.zeros((padded_batch, target_length), "int32")
+        labels = np.zeros((padded_batch, target_length), "int32")
+        # Padding rows get one real position so no softmax row is all masked.
+        source[:, 0] = self.eos_id
+        decoder_inputs[:, 0] = self.bos_id
+        for row, (ids, _, row_labels) in enumerate(batch):
+            source[row, : len(ids)] = ids
+            decoder_inputs[row, : len(row_labels)] = [self.bos_id] + row_labels[:-1]
+            labels[row, : len(row_labels)] = row_labels
+        out = scorer(source, decoder_inputs, labels)
+        return {k: np.asarray(v) for k, v in out.items()}

@@ -8,10 +8,13 @@ import pytest
 from keras import ops
 
 from keras_mha.decoding import (
-    SearchModel,
+    BeamSearch,
+    GreedySearch,
     beam_search,
+    compile_search,
     greedy_search,
     greedy_search_uncached,
+    teacher_forced_scores,
 )
 from keras_mha.transformer import Transformer
 
@@ -135,17 +138,20 @@ def test_head_mask_changes_the_search(model, source):
     assert not np.allclose(_np(plain["log_probs"]), _np(ablated["log_probs"]))
 
 
-def test_search_model_compiles_once_per_shape(model, source):
-    search = SearchModel(model, beam_size=1, max_length=8, bos_id=BOS, eos_id=EOS)
-    masks = {k: np.ones((3, 2, 2), "float32") for k in ("encoder", "decoder", "cross")}
-    first = search.predict_on_batch({"encoder_inputs": source, **masks})
-    again = search.predict_on_batch({"encoder_inputs": source, **masks})
-    np.testing.assert_array_equal(first["tokens"], again["tokens"])
-    eager = _np(greedy_search(model, source, 8, BOS, EOS)["tokens"])
-    np.testing.assert_array_equal(np.asarray(first["tokens"]), eager)
+def test_compiled_search_equals_the_eager_one(model, source):
+    search = GreedySearch(max_length=8, bos_id=BOS, eos_id=EOS, top_k=3)
+    masks = {k: np.ones((2, 2), "float32") for k in ("encoder", "decoder", "cross")}
+    compiled = compile_search(model, search)
+    first = compiled(source, masks)
+    again = compiled(source, masks)
+    np.testing.assert_array_equal(_np(first["tokens"]), _np(again["tokens"]))
+    eager = search(model, source, masks)
+    for key in ("tokens", "alternative_ids"):
+        np.testing.assert_array_equal(_np(first[key]), _np(eager[key]))
+    np.testing.assert_allclose(_np(first["cross"]), _np(eager["cross"]), atol=1e-5)
 
 
-SHIPPED_EN_DE = pathlib.Path(__file__).parents[1] / "saved_models" / "en-de"
+SHIPPED_EN_DE = pathlib.Path(__file__).parents[1] / "saved_models" / "en-de-multi30k"
 
 
 @pytest.mark.skipif(
@@ -181,3 +187,143 @@ def test_beam_search_stops_once_no_live_beam_can_win():
         assert eos in short  # The best hypotheses are finished ...
         np.testing.assert_array_equal(short, long[: len(short)])  # ... and equal.
         assert not long[len(short) :].any()
+
+
+# ------------------------------------------------------------ alternatives
+def _lengths(tokens):
+    """Output length of each row, the end token included."""
+    lengths = []
+    for row in tokens:
+        ended = np.flatnonzero(row == EOS)
+        lengths.append(int(ended[0]) + 1 if len(ended) else int(np.sum(row != 0)))
+    return lengths
+
+
+def test_greedy_alternatives_are_sorted_and_start_with_the_choice(model, source):
+    out = greedy_search(model, source, 10, BOS, EOS, top_k=4)
+    tokens, ids = _np(out["tokens"]), _np(out["alternative_ids"])
+    log_probs = _np(out["alternative_log_probs"])
+    assert ids.shape == log_probs.shape == (3, 10, 4)
+    assert np.all(np.diff(log_probs, axis=-1) <= 0)
+    for row, length in enumerate(_lengths(tokens)):
+        np.testing.assert_array_equal(ids[row, :length, 0], tokens[row, :length])
+        np.testing.assert_allclose(
+            log_probs[row, :length, 0], _np(out["log_probs"])[row, :length], atol=1e-6
+        )
+
+
+def test_alternatives_do_not_change_the_search(model, source):
+    plain = greedy_search(model, source, 10, BOS, EOS)
+    with_top_k = greedy_search(model, source, 10, BOS, EOS, top_k=5)
+    np.testing.assert_array_equal(_np(plain["tokens"]), _np(with_top_k["tokens"]))
+    beam = beam_search(model, source, 10, BOS, EOS, beam_size=3)
+    beam_top_k = beam_search(model, source, 10, BOS, EOS, beam_size=3, top_k=5)
+    np.testing.assert_array_equal(_np(beam["tokens"]), _np(beam_top_k["tokens"]))
+
+
+# ------------------------------------------------------------ teacher forcing
+def _teacher_forced(model, source, tokens, top_k=0):
+    lengths = _lengths(tokens)
+    labels = np.zeros_like(tokens)
+    for row, length in enumerate(lengths):
+        labels[row, :length] = tokens[row, :length]
+    decoder_inputs = np.concatenate(
+        [np.full((len(tokens), 1), BOS, "int32"), labels[:, :-1]], axis=1
+    )
+    decoder_inputs[labels == 0] = 0
+    out = teacher_forced_scores(model, source, decoder_inputs, labels, top_k=top_k)
+    return {k: _np(v) for k, v in out.items()}, lengths
+
+
+def test_teacher_forced_scores_equal_the_cached_search(model, source):
+    searched = greedy_search(model, source, 10, BOS, EOS, top_k=3)
+    searched = {k: _np(v) for k, v in searched.items()}
+    forced, lengths = _teacher_forced(model, source, searched["tokens"], top_k=3)
+    for row, T in enumerate(lengths):
+        np.testing.assert_allclose(
+            forced["log_probs"][row, :T], searched["log_probs"][row, :T], atol=1e-5
+        )
+        np.testing.assert_array_equal(
+            forced["alternative_ids"][row, :T], searched["alternative_ids"][row, :T]
+        )
+        np.testing.assert_allclose(
+            forced["cross"][:, row, :, :T], searched["cross"][:, row, :, :T], atol=1e-5
+        )
+        np.testing.assert_allclose(
+            forced["decoder"][:, row, :, :T, :T],
+            searched["decoder"][:, row, :, :T, :T],
+            atol=1e-5,
+        )
+
+
+# ------------------------------------------------------------ forced prefix
+def test_prefix_is_forced_then_decoding_is_free(model, source):
+    prefix = np.array([[7, 8, 9], [5, 0, 0], [0, 0, 0]], "int32")
+    lengths = np.array([3, 1, 0], "int32")
+    out = greedy_search(
+        model, source, 10, BOS, EOS, top_k=1, prefix=prefix, prefix_lengths=lengths
+    )
+    tokens, best = _np(out["tokens"]), _np(out["alternative_ids"])[..., 0]
+    np.testing.assert_array_equal(tokens[0, :3], [7, 8, 9])
+    assert tokens[1, 0] == 5
+    # After the prefix, every piece is the model's first choice again.
+    for row, (start, end) in enumerate(zip(lengths, _lengths(tokens))):
+        np.testing.assert_array_equal(tokens[row, start:end], best[row, start:end])
+    # A row without a prefix decodes as without forcing.
+    free = _np(greedy_search(model, source, 10, BOS, EOS)["tokens"])
+    np.testing.assert_array_equal(tokens[2], free[2])
+    # The forced pieces keep the model's own probabilities.
+    forced, _ = _teacher_forced(model, source, tokens)
+    np.testing.assert_allclose(forced["log_probs"], _np(out["log_probs"]), atol=1e-5)
+
+
+def test_beam_search_with_a_prefix_starts_every_hypothesis_with_it(model, source):
+    prefix = np.array([[7, 8], [5, 6], [9, 9]], "int32")
+    out = beam_search(
+        model,
+        source,
+        10,
+        BOS,
+        EOS,
+        beam_size=3,
+        prefix=prefix,
+        prefix_lengths=np.array([2, 2, 1], "int32"),
+    )
+    tokens = _np(out["tokens"])  # (B, K, T)
+    np.testing.assert_array_equal(tokens[0, :, :2], [[7, 8]] * 3)
+    np.testing.assert_array_equal(tokens[1, :, :2], [[5, 6]] * 3)
+    np.testing.assert_array_equal(tokens[2, :, 0], [9] * 3)
+    # The hypotheses differ after the prefix.
+    assert len({tuple(hypothesis) for hypothesis in tokens[0]}) == 3
+
+
+# ------------------------------------------------------------ the beam's tree
+def test_beam_record_follows_parents_back_to_the_output(model, source):
+    out = beam_search(
+        model, source, 10, BOS, EOS, beam_size=3, length_penalty=0.0, return_beam=True
+    )
+    out = {k: _np(v) for k, v in out.items()}
+    steps = int(out["steps"])
+    assert out["beam_parents"].shape == (3, 10, 3)
+    for row in range(3):
+        for k in range(3):
+            slot, pieces = int(out["beam_slots"][row, k]), []
+            for t in reversed(range(steps)):
+                pieces.append(int(out["beam_tokens"][row, t, slot]))
+                slot = int(out["beam_parents"][row, t, slot])
+            pieces = pieces[::-1]
+            np.testing.assert_array_equal(
+                pieces, out["tokens"][row, k, :steps], err_msg=f"input {row} beam {k}"
+            )
+        # Recorded scores at the last step are the final ones.
+        last = out["beam_scores"][row, steps - 1, out["beam_slots"][row]]
+        np.testing.assert_allclose(last, out["scores"][row], atol=1e-5)
+
+
+def test_searches_reject_bad_settings():
+    with pytest.raises(ValueError, match="max_length"):
+        GreedySearch(max_length=0, bos_id=BOS, eos_id=EOS)
+    with pytest.raises(ValueError, match="top_k"):
+        GreedySearch(max_length=4, bos_id=BOS, eos_id=EOS, top_k=-1)
+    with pytest.raises(ValueError, match="beam_size"):
+        BeamSearch(beam_size=0, max_length=4, bos_id=BOS, eos_id=EOS)

@@ -1,0 +1,204 @@
+"""Word alignments from cross-attention, and their error rate.
+
+Words are the whitespace-separated words of the source text and of the
+target text: SentencePiece marks each word's first piece with "▁", so the
+pieces of a `Translation` group into exactly those words
+(`keras_mha.tokens.word_groups`); control pieces (`<s>`, `</s>`) are no
+words. A piece-level attention matrix becomes a word-level one by summing
+over a word's source pieces and averaging over its target pieces, and each
+target word is linked to the source word it attends to most.
+
+Methods (`method=`):
+- `"average"`: cross-attention averaged over every layer and head; row t is
+  the step that *produced* target piece t.
+- `"shift-att"` (Chen et al., 2020, "Accurate Word Alignment Induction from
+  Neural Machine Translation"): the same average, read one step later, at
+  the row where target piece t is the decoder *input*: the decoder has then
+  seen the word and attends to its source.
+- `"layer:<n>"`: layer n's heads averaged (row as in `"average"`).
+- `"head:<n>:<h>"`: head h of layer n alone.
+
+Links are `(source_word, target_word)` index pairs; `to_pharaoh` writes them
+in the standard `i-j` form (i = source word, j = target word).
+
+Example:
+
+```python
+translation = translator.score("I love you.", "Te quiero.")
+links = word_alignment(translation, method="shift-att")
+to_pharaoh(links)  # e.g. "0-0 1-1 2-0"
+alignment_error_rate([links], sure=[{(1, 1), (2, 0)}])
+```
+
+Shape legend: N layers, H heads, T target pieces, S source pieces.
+"""
+
+import numpy as np
+
+from keras_mha.tokens import CONTROL_PIECES, merge_labels, merge_pieces, word_groups
+
+ALIGNMENT_METHODS = ("shift-att", "average")
+
+
+def _groups(pieces):
+    """Word groups of `pieces`, control pieces left out."""
+    return [
+        group
+        for group in word_groups(pieces)
+        if not (len(group) == 1 and pieces[group[0]] in CONTROL_PIECES)
+    ]
+
+
+def source_words(translation):
+    """The source words of a `Translation` (its source text split on spaces)."""
+    pieces = translation.source_tokens
+    return merge_labels(pieces, _groups(pieces))
+
+
+def target_words(translation):
+    """The target words of a `Translation` (its text split on spaces)."""
+    pieces = translation.target_tokens
+    return merge_labels(pieces, _groups(pieces))
+
+
+def parse_method(method):
+    """`method` -> `(shift, layer, head)`; layer/head `None` means averaged.
+
+    Raises:
+        ValueError: for an unknown method, with the accepted forms.
+    """
+    if method == "average":
+        return False, None, None
+    if method == "shift-att":
+        return True, None, None
+    parts = str(method).split(":")
+    try:
+        if parts[0] == "layer" and len(parts) == 2:
+            return False, int(parts[1]), None
+        if parts[0] == "head" and len(parts) == 3:
+            return False, int(parts[1]), int(parts[2])
+    except ValueError:
+        pass
+    raise ValueError(
+        'Received an invalid value for argument `method`, expected "shift-att", '
+        f'"average", "layer:<n>" or "head:<n>:<h>". Received: method={method!r}'
+    )
+
+
+def piece_attention(translation, method="shift-att"):
+    """The `(T, S)` cross-attention a method reads, rows = target pieces.
+
+    With `"shift-att"` row t is the attention of step t + 1 (zeros for the
+    last piece, which is never an input).
+
+    Raises:
+        ValueError: for an unknown method or a layer/head the model lacks.
+    """
+    shift, layer, head = parse_method(method)
+    cross = np.asarray(translation.attention["cross"], "float64")  # (N, H, T, S)
+    num_layers, num_heads = cross.shape[:2]
+    if layer is not None and not 0 <= layer < num_layers:
+        raise ValueError(
+            f"`method={method!r}` names layer {layer}; the model has "
+            f"{num_layers} layers (0 to {num_layers - 1})"
+        )
+    if head is not None and not 0 <= head < num_heads:
+        raise ValueError(
+            f"`method={method!r}` names head {head}; the model has "
+            f"{num_heads} heads (0 to {num_heads - 1})"
+        )
+    if layer is None:
+        matrix = cross.mean(axis=(0, 1))  # (T, S)
+    elif head is None:
+        matrix = cross[layer].mean(axis=0)  # (T, S)
+    else:
+        matrix = cross[layer, head]  # (T, S)
+    if shift:
+        matrix = np.concatenate([matrix[1:], np.zeros_like(matrix[:1])], axis=0)
+    return matrix
+
+
+def word_attention(translation, method="shift-att"):
+    """`(target_words, source_words)` attention that the links come from."""
+    matrix = piece_attention(translation, method)
+    rows = _groups(translation.target_tokens)
+    cols = _groups(translation.source_tokens)
+    return merge_pieces(matrix, rows, cols)
+
+
+def word_alignment(translation, method="shift-att"):
+    """Links each target word to the source word it attends to most.
+
+    Args:
+        translation: a `Translation` with attention (from `translate` or
+            `Translator.score`).
+        method: see the module docstring.
+
+    Returns:
+        A set of `(source_word, target_word)` index pairs, one per target
+        word (none when either side has no words).
+    """
+    matrix = word_attention(translation, method)  # (target words, source words)
+    if matrix.size == 0:
+        return set()
+    return {(int(i), j) for j, i in enumerate(np.argmax(matrix, axis=-1))}
+
+
+def alignment_error_rate(predicted, sure, possible=None):
+    """Corpus alignment error rate (Och and Ney, 2003), as a fraction.
+
+    `AER = 1 - (|A & S| + |A & P|) / (|A| + |S|)`, counts summed over the
+    sentences; sure links are also possible links.
+
+    Args:
+        predicted: list of per-sentence link sets A.
+        sure: list of per-sentence sure link sets S.
+        possible: list of per-sentence possible link sets P (default: S).
+
+    Returns:
+        float in [0, 1]; 0 for a perfect alignment.
+
+    Raises:
+        ValueError: if the lists differ in length or nothing is aligned.
+    """
+    possible = sure if possible is None else possible
+    if not len(predicted) == len(sure) == len(possible):
+        raise ValueError(
+            "`predicted`, `sure` and `possible` need one link set per sentence. "
+            f"Received: {len(predicted)}, {len(sure)}, {len(possible)}"
+        )
+    hits_sure = hits_possible = size_predicted = size_sure = 0
+    for a, s, p in zip(predicted, sure, possible):
+        a, s = set(a), set(s)
+        p = set(p) | s
+        hits_sure += len(a & s)
+        hits_possible += len(a & p)
+        size_predicted += len(a)
+        size_sure += len(s)
+    if size_predicted + size_sure == 0:
+        raise ValueError("No links in `predicted` or `sure`: AER is undefined.")
+    return 1.0 - (hits_sure + hits_possible) / (size_predicted + size_sure)
+
+
+def to_pharaoh(links):
+    """`{(0, 0), (2, 1)}` -> `"0-0 2-1"` (sorted by target, then source)."""
+    return " ".join(f"{i}-{j}" for i, j in sorted(links, key=lambda x: (x[1], x[0])))
+
+
+def from_pharaoh(text):
+    """`"0-0 2-1"` -> `{(0, 0), (2, 1)}`; `p` links (`"2p1"`) are read too.
+
+    Raises:
+        ValueError: for a malformed link.
+    """
+    links = set()
+    for item in text.split():
+        separator = "-" if "-" in item else "p"
+        parts = item.split(separator)
+        if len(parts) != 2 or not all(part.isdigit() for part in parts):
+            raise ValueError(
+                f"Malformed Pharaoh link {item!r}: expected `i-j` with source "
+                "word i and target word j, e.g. `0-0 1-2`"
+            )
+        links.add((int(parts[0]), int(parts[1])))
+    return links
