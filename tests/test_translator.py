@@ -74,8 +74,9 @@ def test_long_input_is_truncated_not_an_error(translator):
 
 def test_unknown_characters_map_to_unk(translator):
     t = translator.translate("日本語 😀 \u202eשלום\x00\x07")
-    assert "<unk>" in t.source_tokens or "▁" in "".join(t.source_tokens)
-    assert all("\x00" not in p for p in t.source_tokens)
+    # Three words of characters the tokenizer never saw; control characters
+    # are dropped before tokenizing, so nothing else remains.
+    assert [p for p in t.source_tokens if p != "▁"] == ["<unk>"] * 3
 
 
 def test_beam_search_n_best(translator):
@@ -102,8 +103,9 @@ def test_disabled_heads_change_attention_and_reuse_compilation(translator):
 def test_cli_translates_arguments_and_stdin(tmp_path, capsys):
     out = tmp_path / "att.npz"
     translate_main(["--model", str(TINY), "--attention", str(out), "I love you."])
-    # One line per text (the tiny model's translation may be empty).
-    assert capsys.readouterr().out.count("\n") == 1
+    # One line per text, the translation itself.
+    expected = Translator.load(TINY).translate("I love you.").text
+    assert capsys.readouterr().out == expected + "\n"
     arrays = np.load(out)
     assert arrays["cross_attention"].ndim == 4
     result = subprocess.run(
@@ -122,11 +124,24 @@ def test_cli_translates_arguments_and_stdin(tmp_path, capsys):
 @pytest.mark.parametrize("folder", [TINY] + SHIPPED, ids=lambda p: p.name)
 def test_tensorflow_and_jax_produce_the_same_tokens(folder, tmp_path):
     other = "jax" if keras.backend.backend() == "tensorflow" else "tensorflow"
-    here = [t.target_tokens for t in Translator.load(folder).translate(SENTENCES)]
+
+    # Tokens and the top-3 alternatives of every step, probabilities rounded.
+    def summarize(translations):
+        return [
+            [
+                x.target_tokens,
+                [[[p, round(q, 3)] for p, q in a] for a in x.alternatives],
+            ]
+            for x in translations
+        ]
+
+    here = summarize(Translator.load(folder).translate(SENTENCES, top_k=3))
     script = (
         "import json, sys; from keras_mha import Translator; "
         f"t = Translator.load({str(folder)!r}); "
-        f"print(json.dumps([x.target_tokens for x in t.translate({SENTENCES!r})]))"
+        f"x = t.translate({SENTENCES!r}, top_k=3); "
+        "print(json.dumps([[y.target_tokens, [[[p, round(q, 3)] for p, q in a] "
+        "for a in y.alternatives]] for y in x]))"
     )
     env = dict(os.environ, KERAS_BACKEND=other)
     result = subprocess.run(
@@ -139,4 +154,212 @@ def test_tensorflow_and_jax_produce_the_same_tokens(folder, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     there = json.loads(result.stdout.strip().splitlines()[-1])
-    assert here == there
+    for (tokens, alternatives), (other_tokens, other_alternatives) in zip(here, there):
+        assert tokens == other_tokens
+        for mine, theirs in zip(alternatives, other_alternatives):
+            assert [p for p, _ in mine] == [p for p, _ in theirs]
+            np.testing.assert_allclose(
+                [q for _, q in mine], [q for _, q in theirs], atol=2e-3
+            )
+
+
+# ------------------------------------------------------------ alternatives
+def test_alternatives_are_sorted_and_start_with_the_greedy_choice(translator):
+    t = translator.translate("Where is the station?", top_k=4)
+    assert len(t.alternatives) == len(t.target_tokens)
+    for piece, prob, alternatives in zip(
+        t.target_tokens, t.token_probs, t.alternatives
+    ):
+        assert len(alternatives) == 4
+        probs = [q for _, q in alternatives]
+        assert probs == sorted(probs, reverse=True)
+        assert alternatives[0][0] == piece
+        assert np.isclose(alternatives[0][1], prob, atol=1e-6)
+    assert translator.translate("Hi!").alternatives == []
+
+
+def test_alternatives_batched_equal_one_by_one(translator):
+    batched = translator.translate(SENTENCES, top_k=3)
+    for sentence, together in zip(SENTENCES, batched):
+        alone = translator.translate(sentence, top_k=3)
+        assert [[p for p, _ in a] for a in alone.alternatives] == [
+            [p for p, _ in a] for a in together.alternatives
+        ]
+
+
+def test_each_beam_hypothesis_has_its_own_alternatives(translator):
+    t = translator.translate("I love you.", beam_size=3, n_best=3, top_k=2)
+    for hypothesis in [t] + t.n_best:
+        assert len(hypothesis.alternatives) == len(hypothesis.target_tokens)
+        for piece, alternatives in zip(
+            hypothesis.target_tokens, hypothesis.alternatives
+        ):
+            # The piece taken is one the search weighed, though not always
+            # the most probable one (it keeps the best whole hypotheses).
+            assert all(
+                q1 >= q2 for (_, q1), (_, q2) in zip(alternatives, alternatives[1:])
+            )
+
+
+# ------------------------------------------------------------ forced prefix
+def test_prefix_pieces_come_first_then_decoding_is_free(translator):
+    free = translator.translate("Where is the station?", top_k=1)
+    forced = translator.translate(
+        "Where is the station?", prefix=["▁Tom", "▁es"], top_k=1
+    )
+    assert forced.target_tokens[:2] == ["▁Tom", "▁es"]
+    assert forced.prefix_length == 2
+    # After the prefix every piece is the model's own first choice.
+    for piece, alternatives in zip(forced.target_tokens[2:], forced.alternatives[2:]):
+        assert piece == alternatives[0][0]
+    assert forced.target_tokens != free.target_tokens
+    assert forced.text.startswith("Tom es")
+
+
+def test_prefix_as_text_is_tokenized_like_a_translation(translator):
+    by_text = translator.translate("I love you.", prefix="Tom es")
+    by_pieces = translator.translate("I love you.", prefix=["▁Tom", "▁es"])
+    assert by_text.target_tokens == by_pieces.target_tokens
+
+
+def test_prefix_batched_equals_one_by_one(translator):
+    prefixes = ["Tom", None, ["▁a"], ""]
+    batched = translator.translate(SENTENCES, prefix=prefixes)
+    for sentence, prefix, together in zip(SENTENCES, prefixes, batched):
+        alone = translator.translate(sentence, prefix=prefix)
+        assert alone.target_tokens == together.target_tokens
+    # An empty prefix forces nothing.
+    assert batched[3].target_tokens == translator.translate(SENTENCES[3]).target_tokens
+
+
+def test_prefix_with_beam_search(translator):
+    t = translator.translate("I love you.", beam_size=3, n_best=3, prefix="Tom")
+    for hypothesis in [t] + t.n_best:
+        assert hypothesis.target_tokens[0] == "▁Tom"
+
+
+def test_bad_prefixes_are_clear_errors(translator):
+    with pytest.raises(ValueError, match="unknown piece 'zzqq'"):
+        translator.translate("Hi!", prefix=["▁a", "zzqq"])
+    with pytest.raises(ValueError, match="control piece"):
+        translator.translate("Hi!", prefix=["<s>"])
+    with pytest.raises(ValueError, match="at most"):
+        translator.translate("Hi!", prefix=["▁a"] * translator.model.max_length)
+    with pytest.raises(ValueError, match="one prefix or a list of 2"):
+        translator.translate(["Hi!", "Ho!"], prefix=["a", "b", "c"])
+    # The longest prefix that fits leaves room for the end piece only.
+    longest = ["▁a"] * (translator.model.max_length - 1)
+    t = translator.translate("Hi!", prefix=longest)
+    assert t.target_tokens[:-1] == longest
+
+
+# ------------------------------------------------------------ scoring
+def test_scoring_the_greedy_output_reproduces_it(translator):
+    # The tiny model never ends a translation: cut it short, and the score
+    # adds the end piece (scored too) after the same pieces.
+    decoded = translator.translate("Where is the station?", top_k=3, max_length=12)
+    scored = translator.score("Where is the station?", decoded.target_tokens, top_k=3)
+    n = len(decoded.target_tokens)
+    assert scored.target_tokens == decoded.target_tokens + ["</s>"]
+    np.testing.assert_allclose(scored.token_probs[:n], decoded.token_probs, atol=1e-5)
+    assert np.isclose(
+        scored.score, decoded.score + np.log(scored.token_probs[n]), atol=1e-4
+    )
+    np.testing.assert_allclose(
+        scored.attention["encoder"], decoded.attention["encoder"], atol=1e-5
+    )
+    np.testing.assert_allclose(
+        scored.attention["cross"][:, :, :n], decoded.attention["cross"], atol=1e-5
+    )
+    np.testing.assert_allclose(
+        scored.attention["decoder"][:, :, :n, :n],
+        decoded.attention["decoder"],
+        atol=1e-5,
+    )
+    assert [[p for p, _ in a] for a in scored.alternatives[:n]] == [
+        [p for p, _ in a] for a in decoded.alternatives
+    ]
+
+
+def test_score_takes_text_or_pieces_with_or_without_the_end(translator):
+    by_text = translator.score("I love you.", "Te quiero.")
+    pieces = translator._pieces(translator.tokenizer.encode("Te quiero."))
+    by_pieces = translator.score("I love you.", pieces)
+    with_end = translator.score("I love you.", pieces + ["</s>"])
+    assert by_text.target_tokens == by_pieces.target_tokens == pieces + ["</s>"]
+    np.testing.assert_allclose(by_text.token_probs, with_end.token_probs, atol=1e-6)
+    assert by_text.text == "Te quiero."
+    assert np.isclose(by_text.score, np.sum(np.log(by_text.token_probs)), atol=1e-4)
+    S, T = len(by_text.source_tokens), len(by_text.target_tokens)
+    assert by_text.attention["cross"].shape == (2, 2, T, S)
+    assert len(by_text.alternatives) == T
+
+
+def test_score_batched_equals_one_by_one(translator):
+    targets = ["Te quiero.", "Tom está aquí.", "¿Dónde está la estación?", ""]
+    batched = translator.score(SENTENCES, targets)
+    for sentence, target, together in zip(SENTENCES, targets, batched):
+        alone = translator.score(sentence, target)
+        np.testing.assert_allclose(alone.token_probs, together.token_probs, atol=1e-5)
+    assert batched[3].target_tokens == ["</s>"]
+
+
+def test_bad_score_targets_are_clear_errors(translator):
+    with pytest.raises(ValueError, match="unknown piece"):
+        translator.score("Hi!", ["▁Hola", "qqzz"])
+    with pytest.raises(ValueError, match="at most max_length"):
+        translator.score("Hi!", ["▁a"] * translator.model.max_length)
+    with pytest.raises(ValueError, match="one entry per source"):
+        translator.score(["Hi!", "Ho!"], ["Hola"])
+
+
+# ------------------------------------------------------------ the beam's tree
+def test_beam_steps_lead_back_from_every_hypothesis(translator):
+    t = translator.translate(
+        "I love you.", beam_size=3, n_best=3, return_beam=True, max_length=12
+    )
+    assert t.beam_steps and all(len(step) <= 3 for step in t.beam_steps)
+    assert len(t.beam_steps[0]) == 3 and {h["parent"] for h in t.beam_steps[0]} == {-1}
+    for hypothesis in [t] + t.n_best:
+        slot, pieces = hypothesis.beam_slot, []
+        for step in reversed(t.beam_steps):
+            pieces.append(step[slot]["piece"])
+            slot = step[slot]["parent"]
+        assert slot == -1
+        spelled = [p for p in reversed(pieces) if p != "<pad>"]
+        assert spelled == hypothesis.target_tokens
+    last = t.beam_steps[-1][t.beam_slot]
+    assert np.isclose(last["score"], t.score, atol=1e-5)
+    assert translator.translate("I love you.", beam_size=3).beam_steps == []
+
+
+# ------------------------------------------------------------ command line
+def test_cli_top_k_prefix_score_and_align(capsys):
+    translate_main(["--model", str(TINY), "--prefix", "Tom", "--top-k", "2", "Hi!"])
+    captured = capsys.readouterr()
+    assert captured.out.startswith("Tom")
+    assert captured.err.count("|") == len(
+        Translator.load(TINY).translate("Hi!", prefix="Tom").target_tokens
+    )
+    translate_main(["--model", str(TINY), "--score", "Hola.", "Hi!"])
+    captured = capsys.readouterr()
+    assert captured.out == "Hola.\n"
+    assert "score -" in captured.err
+    translate_main(
+        [
+            "--model",
+            str(TINY),
+            "--score",
+            "Hola amigo.",
+            "--align",
+            "average",
+            "Hi there!",
+        ]
+    )
+    out_lines = capsys.readouterr().out.splitlines()
+    assert out_lines[0] == "Hola amigo."
+    links = [tuple(map(int, link.split("-"))) for link in out_lines[1].split()]
+    assert sorted(j for _, j in links) == [0, 1]  # One link per target word.
+    assert all(0 <= i < 2 for i, _ in links)
+    with pytest.raises(SystemExit, match="method"):
+        translate_main(["--model", str(TINY), "--align", "nope", "Hi!"])

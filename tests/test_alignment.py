@@ -1,0 +1,135 @@
+"""Word alignment from attention and its error rate: keras_mha.alignment."""
+
+import numpy as np
+import pytest
+
+from keras_mha.alignment import (
+    alignment_error_rate,
+    from_pharaoh,
+    piece_attention,
+    source_words,
+    target_words,
+    to_pharaoh,
+    word_alignment,
+    word_attention,
+)
+from keras_mha.translator import Translation
+
+# Source "the big house" (4 pieces: ▁the ▁bi g ▁house), target "la casa
+# grande" (▁la ▁casa ▁grande </s>): S = 4 pieces, T = 4 pieces.
+SOURCE = ["▁the", "▁bi", "g", "▁house"]
+TARGET = ["▁la", "▁casa", "▁gran", "de", "</s>"]
+
+
+def _translation(cross):
+    T = len(TARGET)
+    return Translation(
+        text="la casa grande",
+        source_tokens=SOURCE,
+        target_tokens=TARGET,
+        decoder_input_tokens=["<s>"] + TARGET[:-1],
+        score=0.0,
+        token_probs=[1.0] * T,
+        attention={"cross": np.asarray(cross, "float32")},
+    )
+
+
+def _one_hot_rows(columns, S=4):
+    """Attention rows that each put all weight on one source piece."""
+    rows = np.zeros((len(columns), S))
+    rows[np.arange(len(columns)), columns] = 1.0
+    return rows
+
+
+# Row t is the step that produced target piece t: la<-the, casa<-house,
+# gran<-bi, de<-g, </s><-house.
+PRODUCING = _one_hot_rows([0, 3, 1, 2, 3])
+# The same model read one step later (row t + 1 attends to target piece t's
+# source): the answer shift-att should find.
+INPUT_ROWS = _one_hot_rows([1, 0, 3, 1, 2])
+
+
+def test_words_are_the_whitespace_words_of_each_side():
+    translation = _translation(np.zeros((1, 1, 5, 4)))
+    assert source_words(translation) == ["the", "big", "house"]
+    assert target_words(translation) == ["la", "casa", "grande"]
+
+
+def test_average_links_each_target_word_to_its_most_attended_source_word():
+    # Two layers of two heads that disagree; the average decides.
+    cross = np.stack([np.stack([PRODUCING, PRODUCING]), np.stack([INPUT_ROWS] * 2)])
+    cross[1] *= 0.5
+    cross[1] += 0.5 * PRODUCING
+    translation = _translation(cross)
+    assert word_alignment(translation, "average") == {(0, 0), (2, 1), (1, 2)}
+
+
+def test_shift_att_reads_the_row_where_the_word_is_the_input():
+    cross = np.broadcast_to(INPUT_ROWS, (2, 2, 5, 4))
+    translation = _translation(cross)
+    np.testing.assert_array_equal(
+        piece_attention(translation, "shift-att")[:4], INPUT_ROWS[1:]
+    )
+    # la <- row 1 (the), casa <- row 2 (house), grande <- rows 3-4 (big).
+    assert word_alignment(translation, "shift-att") == {(0, 0), (2, 1), (1, 2)}
+    # Without the shift the same maps give another, wrong, alignment.
+    assert word_alignment(translation, "average") != {(0, 0), (2, 1), (1, 2)}
+
+
+def test_one_layer_and_one_head():
+    cross = np.zeros((2, 2, 5, 4))
+    cross[0, 1] = PRODUCING
+    cross[0, 0] = cross[1, 0] = cross[1, 1] = _one_hot_rows([3, 3, 3, 3, 3])
+    translation = _translation(cross)
+    assert word_alignment(translation, "head:0:1") == {(0, 0), (2, 1), (1, 2)}
+    assert word_alignment(translation, "layer:1") == {(2, 0), (2, 1), (2, 2)}
+    with pytest.raises(ValueError, match="layer 2"):
+        word_alignment(translation, "layer:2")
+    with pytest.raises(ValueError, match="head 5"):
+        word_alignment(translation, "head:0:5")
+    with pytest.raises(ValueError, match="shift-att"):
+        word_alignment(translation, "best")
+
+
+def test_word_attention_sums_source_pieces_and_averages_target_pieces():
+    cross = np.full((1, 1, 5, 4), 0.25)
+    matrix = word_attention(_translation(cross), "average")
+    assert matrix.shape == (3, 3)
+    np.testing.assert_allclose(matrix, [[0.25, 0.5, 0.25]] * 3)
+
+
+def test_no_words_no_links():
+    empty = Translation(
+        "", [], [], [], 0.0, [], attention={"cross": np.zeros((1, 1, 0, 0))}
+    )
+    assert word_alignment(empty) == set()
+
+
+def test_aer_textbook_cases():
+    sure = [{(0, 0), (1, 1)}]
+    possible = [{(0, 0), (1, 1), (1, 2)}]
+    assert alignment_error_rate([{(0, 0), (1, 1)}], sure, possible) == 0.0
+    # A possible link costs nothing beyond its share: 1 - (2 + 3) / (3 + 2).
+    assert alignment_error_rate([{(0, 0), (1, 1), (1, 2)}], sure, possible) == 0.0
+    # Disjoint: 1.
+    assert alignment_error_rate([{(5, 5)}], sure, possible) == 1.0
+    # Half right: A = {(0,0), (2,2)}: 1 - (1 + 1) / (2 + 2) = 0.5.
+    assert alignment_error_rate([{(0, 0), (2, 2)}], sure) == 0.5
+    # Corpus level: counts are summed, not the sentence rates averaged.
+    rate = alignment_error_rate(
+        [{(0, 0)}, {(0, 0), (1, 1), (2, 2), (3, 3)}],
+        [{(0, 1)}, {(0, 0), (1, 1), (2, 2), (3, 3)}],
+    )
+    assert rate == pytest.approx(1 - 8 / 10)
+    with pytest.raises(ValueError, match="one link set per sentence"):
+        alignment_error_rate([set()], [set(), set()])
+
+
+def test_pharaoh_round_trip():
+    links = {(0, 0), (2, 1), (1, 2)}
+    assert to_pharaoh(links) == "0-0 2-1 1-2"
+    assert from_pharaoh("0-0 2-1 1-2") == links
+    assert from_pharaoh(" 3p4 ") == {(3, 4)}
+    assert from_pharaoh("") == set()
+    with pytest.raises(ValueError, match="Malformed"):
+        from_pharaoh("0-a")
