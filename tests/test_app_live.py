@@ -1,21 +1,27 @@
-"""The app as users run it: `python app.py` in a subprocess, called through
-`gradio_client` (sequentially, concurrently and with bad input)."""
+"""The app as users run it: `python app.py` in a subprocess (with Gradio's
+MCP server on), called through `gradio_client` for every public endpoint,
+concurrently, with bad input, and through the MCP schema."""
 
 import concurrent.futures
+import json
+import urllib.request
 
 import numpy as np
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AppError
 
+from keras_mha.alignment import from_pharaoh
 from tests.app_fixtures import TINY_MODEL, serve_app
 
 pytestmark = pytest.mark.slow
 SENTENCE = "Where is the train station?"
+ENDPOINTS = {"/translate", "/score", "/align", "/attention"}
 
 
 @pytest.fixture(scope="module")
 def url():
-    with serve_app() as url:
+    with serve_app(env={"GRADIO_MCP_SERVER": "True"}) as url:
         yield url
 
 
@@ -24,20 +30,68 @@ def client(url):
     return Client(url, verbose=False)
 
 
-def test_api_lists_translate_and_attention(client):
+def test_api_lists_the_public_endpoints_only(client):
     endpoints = client.view_api(print_info=False, return_format="dict")
-    assert {"/translate", "/attention"} <= set(endpoints["named_endpoints"])
+    assert set(endpoints["named_endpoints"]) == ENDPOINTS
+    translate = endpoints["named_endpoints"]["/translate"]["parameters"]
+    assert [p["parameter_name"] for p in translate] == [
+        "text",
+        "model",
+        "decoding",
+        "beam_size",
+        "top_k",
+        "prefix",
+    ]
 
 
 def test_translate(client):
-    text, stats = client.predict(
+    text, facts = client.predict(
         SENTENCE, TINY_MODEL, "greedy", 4, api_name="/translate"
     )
     assert isinstance(text, str)
-    assert stats["model"] == TINY_MODEL and stats["decoding"] == "greedy"
-    assert len(stats["token_probs"]) == len(stats["target_tokens"])
-    _, stats = client.predict(SENTENCE, TINY_MODEL, "beam", 3, api_name="/translate")
-    assert stats["decoding"] == "beam search, beam 3"
+    assert facts["model"] == TINY_MODEL and facts["decoding"] == "greedy"
+    assert len(facts["token_probs"]) == len(facts["target_tokens"])
+    assert len(facts["alternatives"]) == len(facts["target_tokens"])
+    for step, piece in zip(facts["alternatives"], facts["target_tokens"]):
+        assert len(step) == 5 and step[0][0] == piece  # Greedy takes the best.
+    _, facts = client.predict(SENTENCE, TINY_MODEL, "beam", 3, api_name="/translate")
+    assert facts["decoding"] == "beam search, beam 3"
+
+
+def test_translate_with_a_prefix_and_top_k(client):
+    _, facts = client.predict(
+        SENTENCE, TINY_MODEL, "greedy", 4, 2, "la estación", api_name="/translate"
+    )
+    assert facts["prefix_length"] > 0
+    forced = "".join(facts["target_tokens"][: facts["prefix_length"]])
+    assert forced.replace("▁", " ").strip() == "la estación"
+    assert all(len(step) == 2 for step in facts["alternatives"])
+
+
+def test_score(client):
+    out = client.predict(
+        SENTENCE, "¿Dónde está la estación?", TINY_MODEL, api_name="/score"
+    )
+    assert set(out) == {"target_tokens", "token_probs", "score", "alternatives"}
+    assert out["target_tokens"][-1] == "</s>"
+    assert (
+        len(out["token_probs"]) == len(out["alternatives"]) == len(out["target_tokens"])
+    )
+    assert out["score"] == pytest.approx(np.sum(np.log(out["token_probs"])), rel=0.01)
+
+
+def test_align(client):
+    out = client.predict(
+        SENTENCE, "¿Dónde está la estación?", TINY_MODEL, "shift-att", api_name="/align"
+    )
+    assert out["source_words"] == ["Where", "is", "the", "train", "station?"]
+    assert out["target_words"] == ["¿Dónde", "está", "la", "estación?"]
+    links = from_pharaoh(out["links"])
+    assert sorted(j for _, j in links) == [0, 1, 2, 3]
+    # An empty target aligns the model's own translation.
+    own = client.predict(SENTENCE, "", TINY_MODEL, "average", api_name="/align")
+    text, _ = client.predict(SENTENCE, TINY_MODEL, api_name="/translate")
+    assert own["target"] == text
 
 
 @pytest.mark.parametrize("kind", ["encoder", "decoder", "cross"])
@@ -46,6 +100,20 @@ def test_attention(client, kind):
     matrix = np.array(out["attention"])
     assert matrix.shape == (len(out["row_tokens"]), len(out["column_tokens"]))
     np.testing.assert_allclose(matrix.sum(-1), 1.0, atol=1e-3)
+
+
+def test_mcp_tools_are_the_endpoints_with_their_docstrings(url):
+    with urllib.request.urlopen(f"{url}gradio_api/mcp/schema", timeout=30) as answer:
+        tools = {tool["name"]: tool for tool in json.load(answer)}
+    assert set(tools) == {"translate", "score", "align", "attention"}
+    assert tools["translate"]["description"].startswith(
+        "Translates a text with one of the app's models."
+    )
+    properties = tools["align"]["inputSchema"]["properties"]
+    assert set(properties) == {"source", "target", "model", "method"}
+    assert "model's own translation" in properties["target"]["description"]
+    assert "Pharaoh" in tools["align"]["description"]
+    assert properties["method"]["default"] == "shift-att"
 
 
 def test_sixteen_concurrent_calls(url):
@@ -59,8 +127,8 @@ def test_sixteen_concurrent_calls(url):
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         results = list(pool.map(call, sentences))
     assert len(results) == 16
-    for text, stats in results:
-        assert isinstance(text, str) and stats["source_tokens"]
+    for text, facts in results:
+        assert isinstance(text, str) and facts["source_tokens"]
 
 
 @pytest.mark.parametrize(
@@ -74,28 +142,35 @@ def test_sixteen_concurrent_calls(url):
     ],
     ids=["empty", "5120-chars", "emoji-cjk-rtl", "script-tag", "control-chars"],
 )
-def test_bad_input_is_answered(client, text):
-    translation, stats = client.predict(
+def test_unusual_input_is_answered(client, text):
+    translation, facts = client.predict(
         text, TINY_MODEL, "greedy", 4, api_name="/translate"
     )
     assert isinstance(translation, str)
     if not text:
-        assert "Empty input" in stats["message"]
+        assert "Empty input" in facts["message"]
     if len(text) > 5000:
-        assert stats["truncated"]
+        assert facts["truncated"]
 
 
 @pytest.mark.parametrize(
-    "args",
+    "endpoint, args, message",
     [
-        (SENTENCE, "no-such-model", "cross", 0, 0),
-        (SENTENCE, TINY_MODEL, "sideways", 0, 0),
-        (SENTENCE, TINY_MODEL, "cross", 99, 0),
+        ("/attention", (SENTENCE, "no-such-model", "cross", 0, 0), "Unknown model"),
+        ("/attention", (SENTENCE, TINY_MODEL, "sideways", 0, 0), "Unknown kind"),
+        ("/attention", (SENTENCE, TINY_MODEL, "cross", 99, 0), "does not exist"),
+        ("/translate", (SENTENCE, TINY_MODEL, "beam", 99, 5, ""), "beam_size"),
+        ("/translate", (SENTENCE, TINY_MODEL, "greedy", 4, 5, "x " * 200), "at most"),
+        ("/score", (SENTENCE, "", TINY_MODEL), "Type your translation"),
+        ("/align", (SENTENCE, "", TINY_MODEL, "diagonal"), "invalid value"),
+        ("/align", (SENTENCE, "", TINY_MODEL, "head:0:99"), "head 99"),
     ],
 )
-def test_bad_arguments_are_errors_and_the_server_survives(client, args):
-    with pytest.raises(Exception) as info:
-        client.predict(*args, api_name="/attention")
+def test_bad_arguments_are_errors_and_the_server_survives(
+    client, endpoint, args, message
+):
+    with pytest.raises(AppError, match=message) as info:
+        client.predict(*args, api_name=endpoint)
     assert "Traceback" not in str(info.value)
     text, _ = client.predict(SENTENCE, TINY_MODEL, "greedy", 4, api_name="/translate")
     assert isinstance(text, str)

@@ -1,0 +1,107 @@
+"""The Gradio app that watches a Transformer translate.
+
+`build_demo(translators)` assembles the page from one module per view
+(`explorer/views/`) and registers the public API (`explorer/api.py`).
+Importing this package loads no model: `app.py` loads them and launches.
+
+Example:
+
+```python
+from keras_mha import Translator
+from explorer import build_demo
+
+demo = build_demo({"en-es": Translator.load("saved_models/en-es")})
+demo.launch()
+```
+"""
+
+import gradio as gr
+
+from explorer.api import make_api
+from explorer.models import load_models, read_model_cards
+from explorer.service import Service
+from explorer.views import STATIC, Shared
+from explorer.views.ablation import AblationView
+from explorer.views.alignment import AlignmentView
+from explorer.views.attention import AttentionView
+from explorer.views.beam import BeamView
+from explorer.views.heads import HeadsView
+from explorer.views.lines import LinesView
+from explorer.views.score import ScoreView
+from explorer.views.steps import StepsView
+from explorer.views.translate import TranslateView
+from explorer.views.whatif import WhatIfView
+
+__all__ = ["build_demo", "load_models", "read_model_cards"]
+
+TITLE = "Watch a Transformer translate"
+INTRO = (
+    f"# {TITLE}\n"
+    "An encoder–decoder Transformer written from scratch in Keras 3 "
+    "(`keras_mha`). Translate a sentence, then watch it being made: every "
+    "attention head, each step's candidates, the beam, word alignments — or "
+    "score your own translation and switch heads off."
+)
+
+
+def build_demo(translators, failures=None, model_cards=None):
+    """The app for these models.
+
+    Args:
+        translators: `{name: keras_mha.Translator}`, in dropdown order.
+        failures: `{name: reason}` of model folders that did not load,
+            listed on the page.
+        model_cards: `{name: markdown}` shown under "Model card".
+
+    Returns:
+        A `gr.Blocks` with a queue; `demo.explorer` holds the views (their
+        handlers are plain methods, for tests) and `demo.api` the endpoint
+        functions.
+    """
+    gr.set_static_paths([STATIC])
+    service = Service(translators)
+    with gr.Blocks(title=TITLE, delete_cache=(1800, 3600)) as demo:
+        # The public endpoints first, so that they own their names
+        # ("/translate", "/score") before the private events of the views.
+        api = make_api(service)
+        for name, fn in api.items():
+            gr.api(fn, api_name=name)
+        gr.Markdown(INTRO)
+        shared = Shared(service=service, state=gr.State(None))
+        translate = TranslateView(shared, translators, model_cards, failures)
+        with gr.Tabs(elem_id="explorer-tabs"):
+            with gr.Tab("Attention", id="attention", render_children=True):
+                attention = AttentionView(shared)
+            with gr.Tab("Token lines", id="lines", render_children=True):
+                lines = LinesView(shared)
+            with gr.Tab("Step by step", id="steps", render_children=True):
+                steps = StepsView(shared)
+                whatif = WhatIfView(shared, steps)
+            with gr.Tab("Score your translation", id="score", render_children=True):
+                score = ScoreView(shared)
+            with gr.Tab("Beam search", id="beam", render_children=True):
+                beam = BeamView(shared)
+            with gr.Tab("Word alignment", id="alignment", render_children=True):
+                alignment = AlignmentView(shared)
+            with gr.Tab("Head statistics", id="heads", render_children=True):
+                heads = HeadsView(shared)
+            with gr.Tab("Head ablation", id="ablation", render_children=True):
+                ablation = AblationView(shared)
+        views = {
+            "translate": translate,
+            "attention": attention,
+            "lines": lines,
+            "steps": steps,
+            "whatif": whatif,
+            "score": score,
+            "beam": beam,
+            "alignment": alignment,
+            "heads": heads,
+            "ablation": ablation,
+        }
+        translate.wire(demo, [v for name, v in views.items() if name != "translate"])
+    demo.explorer = views
+    demo.api = api
+    demo.service = service
+    demo.queue(default_concurrency_limit=4, max_size=64)
+    return demo

@@ -1,0 +1,135 @@
+"""The models the app offers: loading, labels, domains, examples, the default.
+
+A model is a folder holding `model.keras`, `spm.model` and optionally
+`metrics.json` (its card: languages, evaluation, `domain`, `examples`) and
+`model_card.md`.
+"""
+
+import logging
+import pathlib
+
+from keras_mha import Translator
+
+logger = logging.getLogger("explorer")
+
+LANGUAGES = {"de": "German", "en": "English", "es": "Spanish", "fr": "French"}
+CAPTIONS = "image captions"
+EVERYDAY = "everyday sentences"
+# Domains of the datasets the training code knows, for cards without one.
+DATASET_DOMAINS = {
+    "spa-eng": EVERYDAY,
+    "deu-eng": EVERYDAY,
+    "fra-eng": EVERYDAY,
+    "multi30k-en-de": CAPTIONS,
+}
+EXAMPLES = {
+    EVERYDAY: [
+        "Where is the train station?",
+        "I would like a cup of coffee, please.",
+        "She has lived in this city for ten years.",
+        "We didn't know that the museum was closed on Mondays.",
+        "Can you help me carry these boxes upstairs?",
+    ],
+    CAPTIONS: [
+        "A man in a red shirt is riding a bicycle down the street.",
+        "Two dogs are running through the snow.",
+        "A little girl is climbing the stairs to her playhouse.",
+        "A group of people are standing in front of a building.",
+    ],
+}
+
+
+def load_models(models_dir):
+    """Loads each sub-folder of `models_dir` that holds a `model.keras`.
+
+    Returns:
+        `({name: Translator}, {name: reason})`: the loaded models and the
+        folders that failed, so that one broken folder never stops the app.
+    """
+    models_dir = pathlib.Path(models_dir)
+    folders = (
+        sorted(p for p in models_dir.iterdir() if (p / "model.keras").is_file())
+        if models_dir.is_dir()
+        else []
+    )
+    translators, failures = {}, {}
+    for folder in folders:
+        try:
+            translators[folder.name] = Translator.load(folder)
+        except Exception as error:  # Any broken file: report it, keep going.
+            logger.exception("Could not load the model in %s", folder)
+            failures[folder.name] = f"{type(error).__name__}: {error}"
+    return translators, failures
+
+
+def read_model_cards(models_dir, names):
+    """`{name: markdown}` of the `model_card.md` files that exist."""
+    cards = {}
+    for name in names:
+        path = pathlib.Path(models_dir) / name / "model_card.md"
+        if path.is_file():
+            cards[name] = path.read_text(encoding="utf-8")
+    return cards
+
+
+def languages(translator):
+    """`(source, target)` language names, or `None` without a card."""
+    codes = translator.card.get("languages") or []
+    if len(codes) != 2:
+        return None
+    return tuple(LANGUAGES.get(code, code) for code in codes)
+
+
+def domain(translator):
+    """What the model was trained on, e.g. "everyday sentences" ("" unknown)."""
+    card = translator.card
+    if card.get("domain"):
+        return str(card["domain"])
+    dataset = str(card.get("dataset") or "")
+    if dataset in DATASET_DOMAINS:
+        return DATASET_DOMAINS[dataset]
+    return CAPTIONS if "multi30k" in dataset else ""
+
+
+def examples(translator):
+    """Example sentences from the model's domain (the card's own first)."""
+    own = [str(e) for e in translator.card.get("examples") or [] if str(e).strip()]
+    return own or list(EXAMPLES.get(domain(translator), EXAMPLES[EVERYDAY]))
+
+
+def model_label(translator):
+    """Dropdown label, e.g. "English → Spanish (en-es, BLEU 35.1)"."""
+    card = translator.card
+    details = [translator.name]
+    evaluations = sorted(
+        (card.get("evaluation") or {}).values(),
+        key=lambda e: (e.get("split") == "test", e.get("beam_size", 1)),
+    )
+    if evaluations and "bleu" in evaluations[-1]:
+        details.append(f"BLEU {float(evaluations[-1]['bleu']):.1f}")
+    pair = languages(translator)
+    if pair:
+        return f"{pair[0]} → {pair[1]} ({', '.join(details)})"
+    return f"{translator.name} ({', '.join(details[1:]) or 'no card'})"
+
+
+def default_model(translators):
+    """The general-purpose model: everyday sentences first, captions last."""
+
+    def rank(name):
+        kind = domain(translators[name])
+        return (kind != EVERYDAY, kind == CAPTIONS, name)
+
+    return min(translators, key=rank) if translators else None
+
+
+def domain_markdown(translator):
+    """The few lines shown beside the model selector."""
+    pair = languages(translator)
+    lines = [f"**{pair[0]} → {pair[1]}**" if pair else f"**{translator.name}**"]
+    kind = domain(translator)
+    if kind:
+        lines.append(f"Trained on {kind}: it translates best what looks like them.")
+    if kind == CAPTIONS:
+        lines.append("For everyday sentences, pick a model trained on those.")
+    return "  \n".join(lines)

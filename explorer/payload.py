@@ -1,0 +1,287 @@
+"""Translations as the compact JSON the browser draws every view from.
+
+The page receives one payload per translation and draws the attention,
+token lines, steps, beam tree, alignments and head statistics from it,
+without asking the server again while the visitor moves through heads,
+layers and steps. Attention weights travel as integers in `[0, SCALE]`
+(four decimals), one flat row-major list per head.
+
+Shape legend: N layers, H heads, S source pieces, T target pieces.
+"""
+
+import math
+import unicodedata
+
+import numpy as np
+
+from keras_mha import alignment, plots
+from keras_mha.tokens import CONTROL_PIECES, WORD_BOUNDARY, merge_labels, word_groups
+from keras_mha.translator import ATTENTION_KINDS
+
+SCALE = 10_000
+# Queries and keys of each kind: which token list labels rows and columns.
+AXES = {
+    "encoder": ("source", "source"),
+    "decoder": ("target", "decoder"),
+    "cross": ("target", "source"),
+}
+
+
+def _round(value, digits=4):
+    value = float(value)
+    return round(value, digits) if math.isfinite(value) else None
+
+
+def tokens(translation):
+    """`{"source", "target", "decoder"}` piece lists."""
+    return {
+        "source": list(translation.source_tokens),
+        "target": list(translation.target_tokens),
+        "decoder": list(translation.decoder_input_tokens),
+    }
+
+
+def groups(pieces):
+    """Word groups (piece indices) and their labels, for merging in the page."""
+    word_indices = word_groups(pieces)
+    return {"groups": word_indices, "labels": merge_labels(pieces, word_indices)}
+
+
+def attention(translation, kinds=ATTENTION_KINDS):
+    """`{kind: [layer][head] -> flat list of ints}` and the `(N, H)` shapes."""
+    weights, shapes = {}, {}
+    for kind in kinds:
+        array = np.asarray(translation.attention.get(kind, np.zeros((0, 0, 0, 0))))
+        num_layers, num_heads = array.shape[:2]
+        shapes[kind] = [int(num_layers), int(num_heads)]
+        scaled = np.rint(np.clip(array, 0.0, 1.0) * SCALE).astype("int32")
+        weights[kind] = scaled.reshape(num_layers, num_heads, -1).tolist()
+    return weights, shapes
+
+
+def alternatives(translation):
+    """One list of `[piece, probability]` per output piece, best first."""
+    return [
+        [[piece, _round(prob)] for piece, prob in step]
+        for step in translation.alternatives
+    ]
+
+
+def _is_punctuation(piece):
+    text = piece.replace(WORD_BOUNDARY, "")
+    return bool(text) and all(unicodedata.category(c).startswith("P") for c in text)
+
+
+def _key_share(array, keys):
+    """Mean over queries of the weight on the marked keys: `(N, H)`."""
+    marked = np.array(keys, dtype=bool)
+    if array.shape[-2] == 0 or not marked.any():
+        return np.zeros(array.shape[:2])
+    return array[..., marked].sum(axis=-1).mean(axis=-1)
+
+
+def _f1(found, reference):
+    if not found and not reference:
+        return 1.0
+    overlap = len(found & reference)
+    return 2 * overlap / (len(found) + len(reference))
+
+
+def alignment_methods(translation):
+    """Method ids with labels: the library's methods, each layer, each head."""
+    num_layers, num_heads = np.shape(translation.attention["cross"])[:2]
+    methods = [(m, m) for m in alignment.ALIGNMENT_METHODS]
+    methods += [(f"layer:{n}", f"layer {n} (mean of heads)") for n in range(num_layers)]
+    methods += [
+        (f"head:{n}:{h}", f"layer {n}, head {h}")
+        for n in range(num_layers)
+        for h in range(num_heads)
+    ]
+    return methods
+
+
+def alignments(translation):
+    """Word alignments of every method, as Pharaoh text (`i-j`: source word
+    `i`, target word `j`)."""
+    links = {
+        method: alignment.word_alignment(translation, method=method)
+        for method, _ in alignment_methods(translation)
+    }
+    return {
+        "source_words": alignment.source_words(translation),
+        "target_words": alignment.target_words(translation),
+        "default": alignment.ALIGNMENT_METHODS[0],
+        "methods": [
+            {"id": method, "label": label, "links": alignment.to_pharaoh(links[method])}
+            for method, label in alignment_methods(translation)
+        ],
+    }, links
+
+
+def head_statistics(translation, links=None):
+    """Per head of every kind: the `keras_mha.plots` statistics, the weight
+    on `<s>`/`</s>` and on punctuation (attention sinks), and, for
+    cross-attention, the F1 agreement of the head's own word alignment with
+    the default alignment."""
+    pieces = tokens(translation)
+    rows = []
+    reference = (links or {}).get(alignment.ALIGNMENT_METHODS[0])
+    for kind in ATTENTION_KINDS:
+        array = np.asarray(translation.attention[kind], dtype="float64")
+        keys = pieces[AXES[kind][1]]
+        special = _key_share(array, [p in CONTROL_PIECES for p in keys])
+        punctuation = _key_share(array, [_is_punctuation(p) for p in keys])
+        for row in plots.head_statistics(array):
+            layer, head = row["layer"], row["head"]
+            agreement = None
+            if kind == "cross" and reference is not None:
+                found = links.get(f"head:{layer}:{head}", set())
+                agreement = _round(_f1(found, reference), 3)
+            rows.append(
+                {
+                    "kind": kind,
+                    "layer": layer,
+                    "head": head,
+                    "entropy": _round(row["entropy"], 3),
+                    "max_weight": _round(row["max_weight"], 3),
+                    "diagonality": _round(row["diagonality"], 3),
+                    "previous_token": _round(row["previous_token"], 3),
+                    "to_special": _round(special[layer, head], 3),
+                    "to_punctuation": _round(punctuation[layer, head], 3),
+                    "alignment_agreement": agreement,
+                }
+            )
+    return rows
+
+
+def _path(steps, slot):
+    """`[(step, slot), ...]` from the first step to `slot` of the last."""
+    path = []
+    for t in range(len(steps) - 1, -1, -1):
+        if slot is None or not 0 <= slot < len(steps[t]):
+            break
+        path.append((t, slot))
+        slot = steps[t][slot]["parent"]
+    return path[::-1]
+
+
+def beam(hypotheses, shown):
+    """The search tree: per step, `[parent, piece, score, finished, owner]`
+    with `owner` the index of the hypothesis whose path passes through it
+    (the best one first), or -1 for a dropped hypothesis."""
+    steps = hypotheses[0].beam_steps
+    if not steps:
+        return None
+    owners = {}
+    for index in range(len(hypotheses) - 1, -1, -1):  # The best wins ties.
+        for node in _path(steps, hypotheses[index].beam_slot):
+            owners[node] = index
+    return {
+        "steps": [
+            [
+                [
+                    node["parent"],
+                    node["piece"],
+                    _round(node["score"], 3),
+                    int(bool(node["finished"])),
+                    owners.get((t, k), -1),
+                ]
+                for k, node in enumerate(step)
+            ]
+            for t, step in enumerate(steps)
+        ],
+        "hypotheses": [
+            {
+                "text": h.text,
+                "score": _round(h.score, 3),
+                "pieces": len(h.target_tokens),
+            }
+            for h in hypotheses
+        ],
+        "shown": shown,
+    }
+
+
+def translation_payload(state, info=""):
+    """Everything the views draw for the hypothesis `state` shows."""
+    translation = state.translation
+    weights, shapes = attention(translation)
+    aligned, links = alignments(translation)
+    pieces = tokens(translation)
+    request = state.request
+    return {
+        "serial": state.serial,
+        "model": request.model,
+        "text": request.text,
+        "decoding": request.decoding,
+        "beam_size": request.beam_size,
+        "translation": translation.text,
+        "info": info,
+        "tokens": pieces,
+        "words": {name: groups(p) for name, p in pieces.items()},
+        "probs": [_round(p) for p in translation.token_probs],
+        "score": _round(translation.score),
+        "prefix_length": int(translation.prefix_length),
+        "alternatives": alternatives(translation),
+        "scale": SCALE,
+        "shape": shapes,
+        "attention": weights,
+        "alignment": aligned,
+        "stats": head_statistics(translation, links),
+        "beam": beam(state.hypotheses, state.shown),
+    }
+
+
+def log_prob(translation):
+    """Sum of the output pieces' log-probabilities (not length-normalized,
+    so that translations from any search compare)."""
+    probs = np.maximum(np.asarray(translation.token_probs, "float64"), 1e-30)
+    return float(np.sum(np.log(probs)))
+
+
+def pieces_summary(translation):
+    """The output of one translation, for side-by-side views."""
+    return {
+        "text": translation.text,
+        "pieces": list(translation.target_tokens),
+        "probs": [_round(p) for p in translation.token_probs],
+        "log_prob": _round(log_prob(translation)),
+        "prefix_length": int(translation.prefix_length),
+    }
+
+
+def whatif_payload(serial, original, forced, step, piece):
+    """The original translation beside the one forced to start differently."""
+    return {
+        "serial": serial,
+        "step": int(step),
+        "piece": str(piece),
+        "original": pieces_summary(original),
+        "forced": pieces_summary(forced),
+    }
+
+
+def score_payload(serial, scored, model_translation=None):
+    """A visitor's translation as the model scores it, with its attention."""
+    weights, shapes = attention(scored, kinds=("cross",))
+    pieces = tokens(scored)
+    preferred = [
+        None if not step or step[0][0] == piece else [step[0][0], _round(step[0][1])]
+        for piece, step in zip(scored.target_tokens, scored.alternatives)
+    ]
+    return {
+        "serial": serial,
+        "tokens": pieces,
+        "words": {name: groups(p) for name, p in pieces.items()},
+        "probs": [_round(p) for p in scored.token_probs],
+        "log_prob": _round(log_prob(scored)),
+        "alternatives": alternatives(scored),
+        "preferred": preferred,
+        "model_translation": model_translation.text if model_translation else None,
+        "model_log_prob": (
+            _round(log_prob(model_translation)) if model_translation else None
+        ),
+        "scale": SCALE,
+        "shape": shapes,
+        "attention": weights,
+    }

@@ -1,0 +1,181 @@
+"""Translation requests as the app makes them: checked arguments, one
+translation per model at a time, and messages a visitor can read.
+
+Every view and every API endpoint goes through `Service`, so that the same
+input gives the same answer and the same message wherever it comes from.
+"""
+
+import functools
+import html
+import logging
+import threading
+import time
+
+import gradio as gr
+
+logger = logging.getLogger("explorer")
+
+# Longer inputs are cut before tokenizing; the model keeps fewer pieces anyway.
+MAX_INPUT_CHARS = 10_000
+MAX_BEAM_SIZE = 8
+MAX_TOP_K = 10
+# Candidates recorded per output piece unless asked otherwise: every request
+# of the app uses it, so that one compiled search serves them all.
+TOP_K = 5
+DECODINGS = ("greedy", "beam")
+
+
+def user_error(message):
+    """A `gr.Error` whose message is shown as text, never as HTML."""
+    return gr.Error(html.escape(str(message)))
+
+
+def friendly_errors(fn):
+    """Turns unexpected exceptions into a short message (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as error:
+            logger.exception("%s failed", fn.__name__)
+            raise user_error(
+                f"Sorry, that did not work ({type(error).__name__})."
+            ) from error
+
+    return wrapper
+
+
+def _integer(value, name, low, high):
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise user_error(
+            f"`{name}` must be a whole number from {low} to {high}. Received: {value!r}"
+        ) from None
+    if not low <= number <= high:
+        raise user_error(f"`{name}` must be from {low} to {high}. Received: {number}")
+    return number
+
+
+class Service:
+    """The loaded models behind checked `translate`, `score` and `align`.
+
+    Args:
+        translators: `{name: keras_mha.Translator}`.
+    """
+
+    def __init__(self, translators):
+        self.translators = dict(translators)
+        # One request per model at a time: decoding keeps the CPU busy anyway
+        # and a translator's cache of compiled searches has a single writer.
+        self.locks = {name: threading.Lock() for name in self.translators}
+
+    def translator(self, model):
+        if model not in self.translators:
+            available = ", ".join(self.translators) or "none loaded"
+            raise user_error(f"Unknown model {model!r} (available: {available}).")
+        return self.translators[model]
+
+    def beam_size(self, decoding, beam_size):
+        """1 for greedy, else `beam_size` checked."""
+        if decoding not in DECODINGS:
+            raise user_error(f"Unknown decoding {decoding!r}: greedy or beam.")
+        if decoding == "greedy":
+            return 1
+        return _integer(beam_size, "beam_size", 2, MAX_BEAM_SIZE)
+
+    def translate(
+        self,
+        text,
+        model,
+        decoding="greedy",
+        beam_size=4,
+        top_k=TOP_K,
+        prefix=None,
+        disabled_heads=None,
+    ):
+        """Translates `text`; returns `(Translation, seconds)`.
+
+        Args:
+            text: the source text (cut to `MAX_INPUT_CHARS`).
+            model: model folder name.
+            decoding: "greedy" or "beam".
+            beam_size: beams for beam search; with it, every hypothesis is
+                kept in `Translation.n_best` and the search tree in
+                `Translation.beam_steps`.
+            top_k: candidates recorded for each output piece (0 to 10).
+            prefix: text or pieces forced as the first output pieces; empty
+                or `None` forces nothing.
+            disabled_heads: heads switched off, as `Translator.translate`.
+
+        Raises:
+            gr.Error: with a message for any bad argument.
+        """
+        translator = self.translator(model)
+        beam = self.beam_size(decoding, beam_size)
+        top_k = _integer(top_k, "top_k", 0, MAX_TOP_K)
+        if isinstance(prefix, str) and not prefix.strip():
+            prefix = None
+        text = str(text or "")
+        start = time.perf_counter()
+        try:
+            with self.locks[model]:
+                translation = translator.translate(
+                    text[:MAX_INPUT_CHARS],
+                    beam_size=beam,
+                    n_best=beam,
+                    top_k=top_k,
+                    prefix=prefix,
+                    disabled_heads=disabled_heads,
+                    return_beam=beam > 1,
+                )
+        except ValueError as error:  # The library's messages name the fault.
+            raise user_error(error) from error
+        translation.truncated |= len(text) > MAX_INPUT_CHARS
+        return translation, time.perf_counter() - start
+
+    def score(self, source, target, model, top_k=TOP_K):
+        """How likely the model finds `target` (text, or a list of pieces)
+        for `source`.
+
+        Returns:
+            `(Translation, seconds)`: the target's pieces, their
+            probabilities, the sum of their log-probabilities, the model's
+            own top-k candidates at each piece and the attention.
+
+        Raises:
+            gr.Error: for an unknown model, an empty source or target, or a
+                target the model cannot take.
+        """
+        translator = self.translator(model)
+        top_k = _integer(top_k, "top_k", 0, MAX_TOP_K)
+        source = str(source or "")
+        if isinstance(target, (list, tuple)):
+            target = [str(piece) for piece in target]
+        else:
+            target = str(target or "")[:MAX_INPUT_CHARS]
+        if not source.strip():
+            raise user_error("Type a sentence to translate first.")
+        if not (target.strip() if isinstance(target, str) else target):
+            raise user_error("Type your translation to score it.")
+        start = time.perf_counter()
+        try:
+            with self.locks[model]:
+                translation = translator.score(
+                    source[:MAX_INPUT_CHARS], target, top_k=top_k
+                )
+        except ValueError as error:
+            raise user_error(error) from error
+        return translation, time.perf_counter() - start
+
+    def warm_up(self, source_lengths=(16, 32), beam_size=4):
+        """Compiles what the app runs (greedy, beam search, scoring) for
+        sources of up to `source_lengths` pieces, before the first request."""
+        for name, translator in self.translators.items():
+            translator.warmup(source_lengths=source_lengths, top_k=TOP_K)
+            for length in source_lengths:
+                self.translate("a " * (length - 2), name, "beam", beam_size)
+            self.score("a b", "a b", name)
