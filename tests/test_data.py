@@ -96,15 +96,24 @@ def test_multi30k_split_mapping(split, corpus_split, lang):
 def test_datasets_describe_every_pair():
     assert set(data.DATASETS) == {
         "spa-eng",
+        "deu-eng",
+        "fra-eng",
         "multi30k-en-de",
         "multi30k-en-fr",
         "multi30k-en-cs",
     }
     assert data.DATASETS["spa-eng"].languages == ("en", "es")
+    assert data.DATASETS["deu-eng"].languages == ("en", "de")
     assert data.DATASETS["spa-eng"].files("valid") == ("valid.tsv",)
     for info in data.DATASETS.values():
         assert info.source_language == "en"
         assert info.urls and all(url.startswith("http") for url in info.urls)
+        # What a model card says about the data.
+        tatoeba = info.file_format == "tsv"
+        assert info.domain == ("everyday sentences" if tatoeba else "image captions")
+        assert info.license == ("cc-by-2.0" if tatoeba else "other")
+        assert info.homepage.startswith("https://")
+        assert info.corpus and info.license_note and info.split_note
 
 
 def write_gzip(path, lines):
@@ -156,6 +165,17 @@ def test_resolve_data_dir_falls_back_to_shared_then_download(monkeypatch, tmp_pa
     )
     assert data.resolve_data_dir(dataset="spa-eng") == tmp_path / "cache"
     assert downloaded == ["spa-eng"]
+    # An installed package has no checkout beside it, whatever the cwd.
+    monkeypatch.setattr(data, "SHARED_DATA_DIR", None)
+    monkeypatch.chdir(tmp_path)
+    assert data.resolve_data_dir(dataset="deu-eng") == tmp_path / "cache"
+    assert downloaded == ["spa-eng", "deu-eng"]
+
+
+def test_the_shared_data_dir_is_beside_the_checkout():
+    root = pathlib.Path(data.__file__).resolve().parents[1]
+    assert (root / "pyproject.toml").is_file()
+    assert data.SHARED_DATA_DIR == root.parent / "shared" / "data"
 
 
 def test_download_splits_spa_eng_by_source(monkeypatch, tmp_path):

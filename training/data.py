@@ -1,8 +1,9 @@
 """Parallel corpora and the input pipelines for translation.
 
 The corpora are read from a local directory laid out as `../shared/data` is
-(see its README): the Tatoeba pairs `spa-eng/`, `deu-eng/` and `fra-eng/`, each
-`{train,valid,test}.tsv`, and `multi30k/{train,val,test_2016_flickr}.{lang}.gz`. On a machine without that
+(see its README): the Tatoeba pairs `spa-eng/`, `deu-eng/` and `fra-eng/`,
+each `{train,valid,test}.tsv`, and
+`multi30k/{train,val,test_2016_flickr}.{lang}.gz`. On a machine without that
 directory they are downloaded once into the Keras cache.
 
 Shape legend: B batch, S source length, T target length, L bucket length (the
@@ -13,7 +14,7 @@ Example:
 ```python
 pairs = load_pairs("spa-eng", "train", max_pairs=1000)
 sources, references = group_references(load_pairs("spa-eng", "test"))
-tokenizer = training.tokenizers.load_tokenizer("saved_models/spa-eng/spm.model")
+tokenizer = training.tokenizers.load_tokenizer("saved_models/en-es/spm.model")
 dataset = make_dataset(pairs, tokenizer, tokenizer, max_tokens=4096)
 inputs, labels = next(iter(dataset))
 inputs["encoder_inputs"].shape  # (B, L)
@@ -47,8 +48,14 @@ logger = logging.getLogger(__name__)
 
 # Environment variable that points at a local copy of the corpora.
 DATA_DIR_ENV = "KERAS_MHA_DATA_DIR"
-# Where the corpora sit in a checkout: `../shared/data` from the repo root.
-SHARED_DATA_DIR = pathlib.Path(__file__).resolve().parents[1].parent / "shared/data"
+# Where the corpora sit beside a checkout: `../shared/data` from the repository
+# root. None where the package is installed rather than run from a checkout.
+_CHECKOUT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA_DIR = (
+    _CHECKOUT.parent / "shared" / "data"
+    if (_CHECKOUT / "pyproject.toml").is_file()
+    else None
+)
 # Keras cache sub-directory that downloads go to (`~/.keras/datasets/keras_mha`).
 CACHE_SUBDIR = "datasets/keras_mha"
 
@@ -90,6 +97,13 @@ class DatasetInfo:
             in for aligned corpora.
         archive_member: for a downloaded `tsv` corpus, the unsplit text file
             inside the zip (e.g. `"deu.txt"`).
+        corpus: the corpus' name as a model card gives it.
+        domain: what kind of text it holds, e.g. `"image captions"`.
+        homepage: where the corpus and its terms are described.
+        license: a Hugging Face Hub license id (`"other"` with `license_note`).
+        license_note: the terms in words, with the attribution they ask for.
+        hub_dataset: the Hub dataset id of the same corpus, if there is one.
+        split_note: how the splits were made, in a sentence.
     """
 
     name: str
@@ -99,6 +113,13 @@ class DatasetInfo:
     splits: Mapping[str, str]
     urls: tuple[str, ...]
     archive_member: str | None = None
+    corpus: str = ""
+    domain: str = ""
+    homepage: str = ""
+    license: str = "other"
+    license_note: str = ""
+    hub_dataset: str | None = None
+    split_note: str = ""
 
     @property
     def source_language(self) -> str:
@@ -129,6 +150,21 @@ def _multi30k(target_language: str) -> DatasetInfo:
         file_format="aligned",
         splits={"train": "train", "valid": "val", "test": "test_2016_flickr"},
         urls=(MULTI30K_URL,),
+        corpus="Multi30k (task 1)",
+        domain="image captions",
+        homepage="https://github.com/multi30k/dataset",
+        license="other",
+        license_note=(
+            "Multi30k (Elliott et al., 2016; French: Elliott et al., 2017; "
+            "Czech: Barrault et al., 2018): translated captions of Flickr30k "
+            "images, offered for research and education; see "
+            "https://github.com/multi30k/dataset for its terms."
+        ),
+        hub_dataset="bentrevett/multi30k" if target_language == "de" else None,
+        split_note=(
+            "The corpus' own splits: train (29,000 captions), val (1,014) and "
+            "test_2016_flickr (1,000), one reference each."
+        ),
     )
 
 
@@ -141,6 +177,20 @@ def _tatoeba(name: str, target_language: str, url: str) -> DatasetInfo:
         splits={"train": "train", "valid": "valid", "test": "test"},
         urls=(url,),
         archive_member=f"{name.split('-')[0]}.txt",
+        corpus="Tatoeba (manythings.org/anki)",
+        domain="everyday sentences",
+        homepage="https://www.manythings.org/anki/",
+        license="cc-by-2.0",
+        license_note=(
+            "CC-BY 2.0 (France). Attribution: www.manythings.org/anki and tatoeba.org."
+        ),
+        hub_dataset="Helsinki-NLP/tatoeba",
+        split_note=(
+            "Split by English source sentence with a fixed seed, so that no "
+            f"English sentence is in two splits: {TATOEBA_HELD_OUT_SOURCES:,} "
+            "sources each for validation and test, each with all of its "
+            "translations (multi-reference BLEU)."
+        ),
     )
 
 
@@ -184,8 +234,9 @@ def resolve_data_dir(
     """Finds the directory that holds the corpora, downloading them if needed.
 
     Tried in order: `data_dir`; the `KERAS_MHA_DATA_DIR` environment variable;
-    `../shared/data` from the repository root if it exists; otherwise the
-    corpora are downloaded into the Keras cache (`~/.keras/datasets/keras_mha`).
+    `../shared/data` from the repository root when running from a checkout
+    and it exists; otherwise the corpora are downloaded into the Keras cache
+    (`~/.keras/datasets/keras_mha`). The current directory plays no part.
 
     Args:
         data_dir: explicit data directory; returned as is.
@@ -199,7 +250,7 @@ def resolve_data_dir(
         return pathlib.Path(data_dir)
     if os.environ.get(DATA_DIR_ENV):
         return pathlib.Path(os.environ[DATA_DIR_ENV])
-    if SHARED_DATA_DIR.is_dir():
+    if SHARED_DATA_DIR is not None and SHARED_DATA_DIR.is_dir():
         return SHARED_DATA_DIR
     names = DATASETS if dataset is None else (get_dataset_info(dataset).name,)
     cache_dir = None
