@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_mha import tokens
 from training import data, tokenizers
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -66,10 +67,9 @@ def test_vocabulary_file_matches_tokenizer(model_path, tokenizer):
     assert [tokenizer.id_to_token(i) for i in range(6)] == pieces[:6]
 
 
-def test_special_ids(tokenizer):
-    assert tokenizers.SPECIAL_IDS == {"pad": 0, "unk": 1, "bos": 2, "eos": 3}
-    for key, token_id in tokenizers.SPECIAL_IDS.items():
-        piece = tokenizers.SPECIAL_PIECES[key]
+def test_special_ids_are_those_of_keras_mha_tokens(tokenizer):
+    for key, token_id in tokens.SPECIAL_IDS.items():
+        piece = tokens.SPECIAL_PIECES[key]
         assert tokenizer.id_to_token(token_id) == piece
         assert tokenizer.token_to_id(piece) == token_id
 
@@ -88,8 +88,8 @@ def test_round_trip_keeps_case_spacing_and_punctuation(tokenizer):
 def test_pieces_show_subwords_with_word_boundaries(tokenizer):
     ids = as_lists(tokenizer(tf.constant(["¿Dónde está?"])))[0]
     pieces = [tokenizer.id_to_token(i) for i in ids]
-    assert "".join(pieces).replace(tokenizers.WORD_BOUNDARY, " ") == " ¿Dónde está?"
-    words = tokenizers.pieces_to_words(pieces)
+    assert "".join(pieces).replace(tokens.WORD_BOUNDARY, " ") == " ¿Dónde está?"
+    words = tokens.word_groups(pieces)
     assert ["".join(pieces[i] for i in word) for word in words] == [
         "▁¿Dónde",
         "▁está?",
@@ -125,17 +125,3 @@ def test_tokenizer_feeds_make_dataset(tokenizer):
     assert inputs["encoder_inputs"].dtype == tf.int32
     assert (inputs["decoder_inputs"].numpy()[:, 0] == 2).all()
     assert (labels.numpy() == 3).sum() == labels.shape[0]
-
-
-@pytest.mark.parametrize(
-    "pieces, words",
-    [
-        (["▁Hel", "lo", "▁world", "."], [[0, 1], [2, 3]]),
-        (["<s>", "▁¿", "Dónde", "▁está", "?", "</s>"], [[0], [1, 2], [3, 4], [5]]),
-        (["lo", "▁a"], [[0], [1]]),  # A leading continuation is its own word.
-        (["</s>", "s", "<pad>", "<pad>"], [[0], [1], [2], [3]]),
-        ([], []),
-    ],
-)
-def test_pieces_to_words(pieces, words):
-    assert tokenizers.pieces_to_words(pieces) == words

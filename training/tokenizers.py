@@ -8,7 +8,7 @@ sides share ids (and the model may tie embeddings). Normalization is
 Example:
 
 ```python
-path = train_tokenizer(sources + targets, 8000, "saved_models/spa-eng")
+path = train_tokenizer(sources + targets, 8000, "runs/en-es")
 tokenizer = load_tokenizer(path)
 ids = tokenizer(tf.constant(["¿Dónde está?"]))  # Ragged (1, None) int32 ids.
 tokenizer.detokenize(ids)  # ["¿Dónde está?"]
@@ -18,11 +18,12 @@ tokenizer.detokenize(ids)  # ["¿Dónde está?"]
 import os
 import pathlib
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import sentencepiece
 
-from keras_mha.tokens import SPECIAL_IDS, SPECIAL_PIECES, WORD_BOUNDARY, word_groups
+from keras_mha.tokens import SPECIAL_IDS, SPECIAL_PIECES, word_groups
+
 # Sentences the trainer sees at most; larger corpora are sampled (seeded).
 MAX_TRAINING_SENTENCES = 1_000_000
 
