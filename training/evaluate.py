@@ -8,7 +8,7 @@ sacreBLEU's `tokenize="none"` — the same n-gram counts as `multi-bleu.perl`
 on lowercased, tokenized files.
 
 With `--update-card` the figures go into the folder's `metrics.json` and
-`model_card.md` is written again.
+`model_card.md` is written again (`training.model_card`).
 """
 
 import argparse
@@ -23,6 +23,7 @@ from sacremoses import MosesTokenizer
 
 from keras_mha.translator import Translator
 from training import data as data_lib
+from training.model_card import write_model_card
 
 
 def references_by_source(dataset, split, data_dir=None, max_sources=None):
@@ -121,102 +122,6 @@ def evaluate(
     return result
 
 
-def write_model_card(model_dir):
-    """Writes `model_card.md` from `metrics.json`."""
-    model_dir = pathlib.Path(model_dir)
-    m = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))
-    c = m["config"]
-    source, target = m["languages"]
-    lines = [
-        f"# {model_dir.name}: {source} → {target} Transformer ({m['dataset']})",
-        "",
-        f"A {c['num_layers']}+{c['num_layers']}-layer encoder–decoder "
-        f"Transformer (d_model {c['hidden_dim']}, {c['num_heads']} heads, "
-        f"feed-forward {c['intermediate_dim']}, "
-        f"{'pre' if c['normalize_first'] else 'post'}-LN, shared and tied "
-        f"embeddings) built from `keras_mha` layers; {m['parameters']:,} "
-        f"parameters; joint SentencePiece BPE vocabulary of "
-        f"{m['vocabulary_size']} pieces (`spm.model`, `spm.vocab.txt`).",
-        "",
-        "## Training",
-        "",
-        f"- Command: `{m['command']}`",
-        f"- Data: `{m['dataset']}` train split, {m['train_pairs']:,} pairs "
-        f"({m['skipped_lines']} malformed lines skipped); validation "
-        f"{m['valid_pairs']:,} pairs. See `../shared/data/README.md`.",
-        f"- {m['epochs_trained']} epochs, {m['steps']:,} steps, "
-        f"{m['train_seconds'] / 60:.0f} min of training on "
-        + (f"{m['accelerator']} (host: " if m.get("accelerator") else "")
-        + f"{m['cpu_count']} CPU cores ({m['cpu']})"
-        + (")" if m.get("accelerator") else "")
-        + f", Keras {m['keras_version']} "
-        f"on the {m['backend']} backend"
-        + (f"; {m['hardware_note']}" if m.get("hardware_note") else "")
-        + ".",
-        f"- Adam (0.9, 0.98), peak learning rate {c['learning_rate']} after "
-        f"{c['warmup_steps']} warmup steps then inverse square root; label "
-        f"smoothing {c['label_smoothing']}; dropout {c['dropout']}; "
-        f"~{c['batch_tokens']} tokens per batch, length-bucketed; seed "
-        f"{c['seed']}.",
-        f"- Final weights: `{m['final_weights']}` (validation loss {m['valid_loss']})",
-        "",
-        "| epoch | train loss | val loss | val accuracy |",
-        "|---|---|---|---|",
-    ]
-    for h in m.get("history", []):
-        lines.append(
-            f"| {h['epoch']} | {h.get('loss', float('nan')):.3f} | "
-            f"{h.get('val_loss', float('nan')):.3f} | "
-            f"{h.get('val_masked_accuracy', float('nan')):.3f} |"
-        )
-    lines += ["", "## Quality", ""]
-    evaluations = m.get("evaluation", {})
-    if not evaluations:
-        lines.append("Not evaluated yet: run `python -m training.evaluate`.")
-    else:
-        lines += [
-            "| split | decoding | sources | BLEU | chrF | BLEU tok+lc | command |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for key, e in sorted(evaluations.items()):
-            decoding = (
-                "greedy"
-                if e["beam_size"] == 1
-                else f"beam {e['beam_size']}, α={e['length_penalty']}"
-            )
-            lines.append(
-                f"| {e['split']} | {decoding} | {e['sources']} "
-                f"({e['references']} refs) | {e['bleu']} | {e['chrf']} | "
-                f"{e.get('bleu_tok_lc', '–')} | `{e.get('command', '')}` |"
-            )
-        any_eval = next(iter(evaluations.values()))
-        lines += [
-            "",
-            f"sacreBLEU signature: `{any_eval['bleu_signature']}`; chrF: "
-            f"`{any_eval['chrf_signature']}`.",
-        ]
-        if "bleu_tok_lc_signature" in any_eval:
-            lines.append(
-                "BLEU tok+lc: hypotheses and references lowercased and "
-                "tokenized with sacremoses' Moses tokenizer, scored with "
-                f"`{any_eval['bleu_tok_lc_signature']}` (as papers on "
-                "Multi30k report)."
-            )
-    if m.get("notes"):
-        lines += ["", "## Notes", "", m["notes"]]
-    lines += [
-        "",
-        "## Limitations",
-        "",
-        "Trained on short, simple sentences (Tatoeba phrases or Multi30k image "
-        "captions); expect errors on long, technical or informal text. "
-        "Attention maps show where each head looked, not why the model chose "
-        "a word.",
-        "",
-    ]
-    (model_dir / "model_card.md").write_text("\n".join(lines), encoding="utf-8")
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_dir")
@@ -236,8 +141,8 @@ def main(argv=None):
         args.max_sources,
     )
     result["command"] = (
-        f"python -m training.evaluate {args.model_dir} --split {args.split} "
-        f"--beam-size {args.beam_size}"
+        f"KERAS_BACKEND={keras.backend.backend()} python -m training.evaluate "
+        f"{args.model_dir} --split {args.split} --beam-size {args.beam_size}"
     )
     print(
         f"{args.model_dir} {args.split}: BLEU {result['bleu']}  chrF "
@@ -256,9 +161,11 @@ def main(argv=None):
         key = f"{args.split}_beam{args.beam_size}"
         if args.max_sources:
             key += f"_first{args.max_sources}"
-        result["machine"] = f"{platform.machine()}, {platform.node()}"
+        result["machine"] = platform.machine()
         metrics.setdefault("evaluation", {})[key] = result
-        metrics_path.write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+        metrics_path.write_text(
+            json.dumps(metrics, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         write_model_card(args.model_dir)
     return result
 
