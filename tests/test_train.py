@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,16 +14,22 @@ import time
 import keras
 import numpy as np
 import pytest
+import sentencepiece
 
 from keras_mha import Translator
+from keras_mha.tokens import CONTROL_PIECES
+from training import data as data_lib
+from training import recipes as recipes_lib
 from training import train as train_lib
 from training.objectives import MaskedSparseCrossentropy, WarmupInverseSqrt
+from training.recipes import NOT_RECIPE
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
+TINY_MODEL = FIXTURES / "models" / "en-es-tiny"
 TINY_FLAGS = [
-    "--dataset",
-    "spa-eng",
+    "--recipe",
+    "en-es",
     "--data-dir",
     str(FIXTURES),
     "--num-layers",
@@ -46,30 +53,97 @@ TINY_FLAGS = [
 ]
 
 
-def test_flags_override_dataset_defaults():
-    config = train_lib.parse_config(["--dataset", "multi30k-en-de", "--epochs", "3"])
-    assert config.epochs == 3
-    assert config.out == "saved_models/en-de"
-    assert (
-        config.vocabulary_size
-        == train_lib.DATASET_DEFAULTS["multi30k-en-de"]["vocabulary_size"]
-    )
-    assert train_lib.parse_config(["--no-normalize-first"]).normalize_first is False
-
-
-# Every setting that changes the trained weights, apart from where data and
-# outputs live.
-NOT_RECIPE = (
-    "out",
-    "data_dir",
-    "resume",
-    "distribute",
-    "host_devices",
-    "input_pipeline",
-)
+RECIPES = ROOT / "training" / "recipes"
+# Every setting that changes the trained weights.
 RECIPE_FIELDS = [
     f for f in train_lib.TrainConfig.__dataclass_fields__ if f not in NOT_RECIPE
 ]
+
+
+def tiny_config(out, *flags):
+    return train_lib.parse_config(TINY_FLAGS + ["--out", str(out), *flags])
+
+
+def test_flags_override_the_recipe():
+    config = train_lib.parse_config(
+        ["--recipe", "en-de-multi30k", "--out", "runs/x", "--epochs", "3"]
+    )
+    recipe = recipes_lib.load_recipe("en-de-multi30k")
+    assert config.epochs == 3 and recipe.config["epochs"] == 80
+    assert config.vocabulary_size == recipe.config["vocabulary_size"] == 5000
+    assert config.recipe == "en-de-multi30k" and config.out == "runs/x"
+    config = train_lib.parse_config(
+        ["--recipe", "en-es", "--out", "x", "--no-normalize-first"]
+    )
+    assert config.normalize_first is False
+
+
+def test_the_dataset_selects_its_recipe():
+    config = train_lib.parse_config(["--dataset", "multi30k-en-de", "--out", "x"])
+    assert config.recipe == "en-de-multi30k"
+    assert (config.num_layers, config.hidden_dim) == (4, 128)
+    config = train_lib.parse_config(["--dataset", "deu-eng", "--out", "x"])
+    assert config.recipe == "en-de"
+    # A recipe and another dataset: the recipe's values on that dataset.
+    config = train_lib.parse_config(
+        ["--recipe", "en-de-multi30k", "--dataset", "multi30k-en-fr", "--out", "x"]
+    )
+    assert config.dataset == "multi30k-en-fr" and config.num_layers == 4
+
+
+@pytest.mark.parametrize("dataset", sorted(data_lib.DATASETS))
+def test_every_dataset_has_a_recipe_or_is_refused(dataset, capsys):
+    recipes = [
+        name
+        for name in recipes_lib.names()
+        if recipes_lib.load_recipe(name).config["dataset"] == dataset
+    ]
+    if recipes:
+        assert len(recipes) == 1, recipes
+        config = train_lib.parse_config(["--dataset", dataset, "--out", "x"])
+        assert config.recipe == recipes[0] and config.dataset == dataset
+        return
+    with pytest.raises(SystemExit):
+        train_lib.parse_config(["--dataset", dataset, "--out", "x"])
+    error = capsys.readouterr().err
+    assert f"No recipe trains on dataset '{dataset}'" in error
+    assert "--recipe NAME" in error
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--recipe", "en-xx", "--out", "x"], "Received: recipe='en-xx'"),
+        (["--dataset", "klingon", "--out", "x"], "Received: dataset='klingon'"),
+        (["--out", "x"], "Choose what to train with `--recipe NAME`"),
+        (["--recipe", "en-es"], "the following arguments are required: --out"),
+    ],
+)
+def test_unknown_names_and_missing_choices_are_refused(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        train_lib.parse_config(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_recipes_hold_examples_and_only_settings_of_the_weights():
+    assert sorted(p.stem for p in RECIPES.glob("*.toml")) == recipes_lib.names()
+    assert {"en-es", "en-de", "en-fr", "en-de-multi30k"} <= set(recipes_lib.names())
+    for name in recipes_lib.names():
+        recipe = recipes_lib.load_recipe(name)
+        assert set(recipe.config) <= set(RECIPE_FIELDS), name
+        assert recipe.config["dataset"] in data_lib.DATASETS
+        assert len(recipe.examples) >= 3
+        assert all(e and e.strip() == e for e in recipe.examples), name
+
+
+def test_a_recipe_file_may_not_set_where_outputs_go(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('[config]\ndataset = "spa-eng"\nout = "saved_models/en-es"\n')
+    with pytest.raises(ValueError, match=r"cannot hold: \['out'\]"):
+        recipes_lib.load_recipe(path)
+    path.write_text('examples = ["Hi."]\n[config]\ndataset = "spa-eng"\nepochs = 2\n')
+    config = train_lib.parse_config(["--recipe", str(path), "--out", "x"])
+    assert config.recipe == "mine" and config.epochs == 2
 
 
 @pytest.mark.parametrize(
@@ -77,15 +151,83 @@ RECIPE_FIELDS = [
     sorted((ROOT / "saved_models").glob("*/metrics.json")),
     ids=lambda path: path.parent.name,
 )
-def test_dataset_defaults_reproduce_the_shipped_models(folder):
+def test_each_shipped_model_was_trained_with_its_recipe(folder):
     shipped = json.loads(folder.read_text())
+    name = folder.parent.name
     config = dataclasses.asdict(
-        train_lib.parse_config(["--dataset", shipped["dataset"]])
+        train_lib.parse_config(["--recipe", name, "--out", f"runs/{name}"])
     )
-    assert config["out"] == f"saved_models/{folder.parent.name}"
     assert {k: config[k] for k in RECIPE_FIELDS} == {
         k: shipped["config"].get(k) for k in RECIPE_FIELDS
     }
+    assert shipped["config"]["recipe"] == name
+    # Selecting by dataset gives the same recipe.
+    by_dataset = train_lib.parse_config(["--dataset", shipped["dataset"], "--out", "x"])
+    assert by_dataset.recipe == name
+
+
+# The output folder: refusals found before any training.
+
+
+def test_a_non_empty_output_folder_is_refused(tmp_path):
+    (tmp_path / "model.keras").write_text("a finished model")
+    with pytest.raises(train_lib.OutputFolderError, match="is not empty"):
+        train_lib.train(tiny_config(tmp_path))
+    assert (tmp_path / "model.keras").read_text() == "a finished model"
+    with pytest.raises(SystemExit, match="--resume.*--overwrite"):
+        train_lib.main(TINY_FLAGS + ["--out", str(tmp_path)])
+
+
+def test_resume_and_overwrite_exclude_each_other(tmp_path):
+    config = tiny_config(tmp_path, "--resume", "--overwrite")
+    with pytest.raises(train_lib.OutputFolderError, match="choose one"):
+        train_lib.prepare_output(config)
+
+
+def test_overwrite_deletes_only_what_a_run_writes(tmp_path):
+    for name in ("model.keras", "metrics.json", "spm.model"):
+        (tmp_path / name).write_text("old")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "epoch_009.weights.h5").write_text("old")
+    out = train_lib.prepare_output(tiny_config(tmp_path, "--overwrite"))
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints"]
+    assert not list((out / "checkpoints").iterdir())
+
+    (tmp_path / "README.md").write_text("not a run's file")
+    with pytest.raises(train_lib.OutputFolderError, match=r"README\.md"):
+        train_lib.prepare_output(tiny_config(tmp_path, "--overwrite"))
+    assert (tmp_path / "README.md").exists()
+
+
+def test_a_tokenizer_of_another_vocabulary_size_is_refused(tmp_path):
+    shutil.copy(TINY_MODEL / "spm.model", tmp_path / "spm.model")  # 200 pieces
+    config = tiny_config(tmp_path, "--resume", "--vocabulary-size", "300")
+    with pytest.raises(train_lib.OutputFolderError, match="vocabulary of 200"):
+        train_lib.train(config)
+
+
+def test_resuming_with_another_model_shape_is_refused(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / "last.keras").write_text("stand-in")
+    state = {"epoch": 1, "step": 5, "config": {"num_layers": 2, "dataset": "spa-eng"}}
+    (checkpoints / "state.json").write_text(json.dumps(state))
+    with pytest.raises(train_lib.OutputFolderError, match="num_layers was 2, now 1"):
+        train_lib.train(tiny_config(tmp_path, "--resume"))
+
+
+def test_only_this_runs_epoch_checkpoints_are_averaged(tmp_path):
+    for epoch in (1, 2, 3, 7):
+        (tmp_path / f"epoch_{epoch:03d}.weights.h5").write_text("")
+    state = {"epoch": 3, "epoch_checkpoints": ["epoch_002.weights.h5"]}
+    assert train_lib.epoch_checkpoints(tmp_path, state) == [
+        tmp_path / "epoch_002.weights.h5"
+    ]
+    # A state without the list: the files of its own epochs only.
+    assert train_lib.epoch_checkpoints(tmp_path, {"epoch": 2}) == [
+        tmp_path / "epoch_001.weights.h5",
+        tmp_path / "epoch_002.weights.h5",
+    ]
 
 
 def test_loss_ignores_padding_and_smooths_labels():
@@ -105,42 +247,68 @@ def test_learning_rate_warms_up_then_decays():
     assert np.isclose(lrs[3], 0.5e-3, rtol=1e-2)
 
 
+def assert_translates(folder, text):
+    """The trained folder loads and its text is the detokenized output."""
+    translation = Translator.load(folder).translate(text)
+    processor = sentencepiece.SentencePieceProcessor(
+        model_file=str(folder / "spm.model")
+    )
+    pieces = [p for p in translation.target_tokens if p not in CONTROL_PIECES]
+    assert pieces == translation.target_tokens[: len(pieces)]  # Then `</s>`.
+    assert translation.text == processor.decode_pieces(pieces)
+    return translation
+
+
 def test_one_tiny_training_run_end_to_end(tmp_path):
     out = tmp_path / "model"
-    config = train_lib.parse_config(TINY_FLAGS + ["--out", str(out), "--epochs", "2"])
+    # A stale epoch file from elsewhere: a fresh start must not average it.
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "epoch_007.weights.h5").write_text("not weights")
+    config = tiny_config(out, "--epochs", "2", "--resume")
     metrics = train_lib.train(config, command="test")
     for name in ("model.keras", "spm.model", "spm.vocab.txt", "model_card.md"):
         assert (out / name).is_file(), name
     saved = json.loads((out / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(metrics))
     assert saved["epochs_trained"] == 2 and saved["steps"] > 0
     assert saved["skipped_lines"] == 5  # the malformed lines of the fixture
     assert saved["backend"] == keras.backend.backend()
+    # Candidates: the average of this run's 2 epochs and its best epoch.
+    assert len(saved["valid_loss"]) == 2 and "average_last_2" in saved["valid_loss"]
+    assert saved["domain"] == "everyday sentences"
+    assert saved["examples"] == list(recipes_lib.load_recipe("en-es").examples)
+    assert saved["config"]["recipe"] == "en-es"
+    state = json.loads((out / "checkpoints" / "state.json").read_text())
+    assert state["epoch_checkpoints"] == [f"epoch_00{i}.weights.h5" for i in (1, 2)]
     history = metrics["history"]
     assert history[-1]["loss"] < history[0]["loss"]
-    translation = Translator.load(out).translate("I love you.")
+    translation = assert_translates(out, "I love you.")
     assert translation.attention["cross"].shape[0] == 1
+    # A second run into the finished folder is refused and leaves it alone.
+    model_bytes = (out / "model.keras").read_bytes()
+    with pytest.raises(train_lib.OutputFolderError, match="is not empty"):
+        train_lib.train(tiny_config(out, "--epochs", "2"))
+    assert (out / "model.keras").read_bytes() == model_bytes
 
 
 def test_numpy_input_pipeline_trains_without_tf_data(tmp_path):
     """`--input-pipeline numpy` (what machines without TensorFlow get)."""
     out = tmp_path / "model"
-    config = train_lib.parse_config(
-        TINY_FLAGS + ["--out", str(out), "--epochs", "2", "--input-pipeline", "numpy"]
-    )
+    config = tiny_config(out, "--epochs", "2", "--input-pipeline", "numpy")
     assert train_lib.input_pipeline(config) == "numpy"
     metrics = train_lib.train(config, command="test")
     assert metrics["input_pipeline"] == "numpy" and metrics["steps"] > 0
     assert metrics["history"][-1]["loss"] < metrics["history"][0]["loss"]
     assert "val_loss" in metrics["history"][-1]
-    assert Translator.load(out).translate("I love you.").text is not None
+    assert_translates(out, "I love you.")
 
 
 def test_input_pipeline_auto_prefers_tf_data_where_installed():
-    config = train_lib.parse_config(["--input-pipeline", "auto"])
+    config = tiny_config("x", "--input-pipeline", "auto")
     expected = "tf" if importlib.util.find_spec("tensorflow") else "numpy"
     assert train_lib.input_pipeline(config) == expected
     with pytest.raises(ValueError, match="input_pipeline=torch"):
-        train_lib.input_pipeline(train_lib.parse_config(["--input-pipeline", "torch"]))
+        train_lib.input_pipeline(tiny_config("x", "--input-pipeline", "torch"))
 
 
 def _run(args, **kwargs):
@@ -181,7 +349,7 @@ def test_resume_after_sigkill_continues_from_the_checkpoint(tmp_path):
     assert final["resumed_from_step"][-1] == saved["step"]
     assert final["steps"] > saved["step"]
     assert final["epochs_trained"] == saved["epoch"] + 1
-    Translator.load(out).translate("Hello.")
+    assert_translates(out, "Hello.")
 
 
 @pytest.mark.slow

@@ -1,8 +1,17 @@
-"""Train a translation Transformer: `python -m training.train --dataset spa-eng`.
+"""Train a translation Transformer from a recipe in training/recipes/.
 
-The defaults of each dataset reproduce the shipped model of that pair. Runs
-on every Keras backend (`KERAS_BACKEND=jax|tensorflow|torch`); checkpoints
-every epoch (atomically) and continues with `--resume` after a crash.
+    python -m training.train --recipe en-es --out runs/en-es
+
+Every shipped model has a recipe in `training/recipes/` (one TOML file,
+named like the model's folder); `--recipe NAME` picks one, and without it
+`--dataset` picks the recipe that trains on that dataset. Flags override the
+recipe's values. Runs on every Keras backend (`KERAS_BACKEND=jax|tensorflow`);
+checkpoints every epoch (atomically) and continues with `--resume` after a
+crash.
+
+A run never writes into a folder that holds anything unless told to:
+`--resume` continues the run in it, `--overwrite` deletes what an earlier run
+wrote there and starts over.
 
 Output folder:
     model.keras        the final model (no optimizer state), loadable anywhere
@@ -14,6 +23,7 @@ Output folder:
 """
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -22,6 +32,7 @@ import os
 import pathlib
 import platform
 import shlex
+import shutil
 import sys
 import time
 
@@ -31,8 +42,9 @@ import sentencepiece
 
 from keras_mha.transformer import Transformer
 from training import data as data_lib
+from training import recipes as recipes_lib
 from training import tokenizers as tokenizers_lib
-from training.evaluate import write_model_card
+from training.model_card import write_model_card
 from training.objectives import (
     MaskedSparseCrossentropy,
     WarmupInverseSqrt,
@@ -44,10 +56,11 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run depends on; flags override the defaults."""
+    """Everything a training run depends on: a recipe, overridden by flags."""
 
-    dataset: str = "spa-eng"  # A key of training.data.DATASETS.
-    out: str = "saved_models/en-es"  # Output folder.
+    dataset: str  # A key of training.data.DATASETS.
+    out: str  # Output folder; must be empty unless `resume` or `overwrite`.
+    recipe: str | None = None  # The recipe the values came from.
     data_dir: str | None = None  # Corpus folder; see data.resolve_data_dir.
     vocabulary_size: int = 8000  # Joint SentencePiece BPE vocabulary.
     num_layers: int = 3  # Encoder layers = decoder layers.
@@ -67,8 +80,9 @@ class TrainConfig:
     seed: int = 0  # Seeds Keras, NumPy, shuffling and the tokenizer.
     average_last: int = 3  # Average the weights of the last k epochs (1: off).
     max_train_pairs: int | None = None  # Cap on training pairs (tests).
-    time_budget_minutes: float | None = None  # Stop after this, at an epoch end.
-    resume: bool = False  # Continue from out/checkpoints/last.keras.
+    time_budget_minutes: float | None = None  # Stop after this much training.
+    resume: bool = False  # Continue the run in `out` from its last checkpoint.
+    overwrite: bool = False  # Delete what a run wrote in `out`, start over.
     distribute: bool = False  # Data parallel over all local devices.
     host_devices: int = 0  # >1: split the CPU into this many devices (tests).
     # "tf" (tf.data, tokenizing in the graph), "numpy" (keras.utils.PyDataset,
@@ -76,52 +90,41 @@ class TrainConfig:
     input_pipeline: str = "auto"
 
 
-# Defaults per dataset: what the shipped models were trained with, each in
-# one run of 110 minutes of training time on the 2-core CPU (en-es on one
-# core, en-de on both; see each model card).
-_SHIPPED = dict(
-    num_layers=2,
-    hidden_dim=256,
-    intermediate_dim=1024,
-    num_heads=4,
-    batch_tokens=2048,
-    learning_rate=1.5e-3,
-    warmup_steps=400,
-    time_budget_minutes=110,
+# Settings that must not change when a run is resumed: the model's shape, its
+# tokenizer and its data.
+RESUME_MUST_MATCH = (
+    "dataset",
+    "vocabulary_size",
+    "num_layers",
+    "hidden_dim",
+    "intermediate_dim",
+    "num_heads",
+    "normalize_first",
+    "max_length",
+    "seed",
 )
-# Multi30k is small (29,000 pairs): a deeper, narrower model (Wu et al.'s
-# Transformer-Tiny shape) gets more epochs out of the same time.
-_MULTI30K = dict(
-    _SHIPPED,
-    num_layers=4,
-    hidden_dim=128,
-    intermediate_dim=512,
-    vocabulary_size=5000,
-    dropout=0.2,
-    epochs=80,
-    average_last=10,
+# What a training run writes into its output folder; `--overwrite` deletes
+# these and nothing else.
+RUN_OUTPUTS = (
+    "model.keras",
+    "spm.model",
+    "spm.vocab.txt",
+    "metrics.json",
+    "model_card.md",
+    "checkpoints",
+    "logs",
 )
-DATASET_DEFAULTS = {
-    "spa-eng": dict(
-        _SHIPPED,
-        out="saved_models/en-es",
-        vocabulary_size=6000,
-        dropout=0.1,
-        epochs=30,
-    ),
-    "deu-eng": dict(_SHIPPED, vocabulary_size=8000, dropout=0.1, epochs=30),
-    "fra-eng": dict(_SHIPPED, vocabulary_size=8000, dropout=0.1, epochs=30),
-    "multi30k-en-de": dict(_MULTI30K, out="saved_models/en-de"),
-    "multi30k-en-fr": dict(_MULTI30K, out="saved_models/en-fr"),
-}
 
 
-def parse_config(argv=None):
-    """Builds a `TrainConfig` from command-line flags and dataset defaults."""
+class OutputFolderError(ValueError):
+    """The output folder cannot be used as asked (see `prepare_output`)."""
+
+
+def build_parser():
+    """The command line: one flag per `TrainConfig` field, plus `--recipe`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    for name, field in fields.items():
-        flag = "--" + name.replace("_", "-")
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
         annotation = str(field.type)
         if field.type is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction)
@@ -129,24 +132,156 @@ def parse_config(argv=None):
             parser.add_argument(flag, type=int)
         elif "float" in annotation:
             parser.add_argument(flag, type=float)
+        elif field.name == "recipe":
+            parser.add_argument(
+                flag,
+                help="a recipe in training/recipes/ (e.g. en-es) or a .toml "
+                "file; default: the recipe of --dataset",
+            )
         else:
-            parser.add_argument(flag, type=str)
-    args = parser.parse_args(argv)
-    values = dict(DATASET_DEFAULTS.get(args.dataset or TrainConfig.dataset, {}))
-    values.update({k: v for k, v in vars(args).items() if v is not None})
+            parser.add_argument(flag, type=str, required=field.name == "out")
+    return parser
+
+
+def select_recipe(recipe=None, dataset=None):
+    """The recipe named `recipe`, else the one that trains on `dataset`."""
+    if recipe is not None:
+        return recipes_lib.load_recipe(recipe)
+    if dataset is None:
+        raise ValueError(
+            "Choose what to train with `--recipe NAME` (one of "
+            f"{', '.join(recipes_lib.names())}) or `--dataset NAME`."
+        )
+    data_lib.get_dataset_info(dataset)  # A clear error for unknown datasets.
+    return recipes_lib.recipe_for_dataset(dataset)
+
+
+def config_from_recipe(recipe, **overrides):
+    """A `TrainConfig` of the recipe's values with `overrides` on top."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    unknown = set(recipe.config) - set(fields)
+    if unknown:
+        raise ValueError(
+            f"Recipe {recipe.name!r} sets unknown settings {sorted(unknown)}; "
+            f"TrainConfig has {sorted(fields)}."
+        )
+    values = {"recipe": recipe.name, **recipe.config, **overrides}
+    for name, value in values.items():
+        # TOML writes 110 for 110.0; the config keeps float fields floats.
+        if "float" in str(fields[name].type) and isinstance(value, int):
+            values[name] = float(value)
     return TrainConfig(**values)
 
 
+def parse_config(argv=None):
+    """Builds a `TrainConfig` from a recipe and the command-line flags."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    flags = {k: v for k, v in vars(args).items() if v is not None}
+    try:
+        recipe = select_recipe(flags.pop("recipe", None), args.dataset)
+    except ValueError as error:
+        parser.error(str(error))
+    return config_from_recipe(recipe, **flags)
+
+
 # ---------------------------------------------------------------- pieces
+def prepare_output(config):
+    """Checks the output folder against `resume`/`overwrite`; returns it.
+
+    An empty or missing folder is used as it is. A folder holding anything is
+    refused unless `resume` (continue the run in it) or `overwrite` (delete
+    what a run wrote there, `RUN_OUTPUTS`, and start over; a folder holding
+    anything else is refused even then).
+
+    Raises:
+        OutputFolderError: when the folder cannot be used as asked.
+    """
+    out = pathlib.Path(config.out)
+    if config.resume and config.overwrite:
+        raise OutputFolderError(
+            "`--resume` continues the run in the output folder and "
+            "`--overwrite` deletes it: choose one."
+        )
+    if out.exists() and not out.is_dir():
+        raise OutputFolderError(f"The output {out} exists and is not a folder.")
+    contents = sorted(out.iterdir()) if out.is_dir() else []
+    if contents and not (config.resume or config.overwrite):
+        raise OutputFolderError(
+            f"The output folder {out} is not empty (it holds "
+            f"{', '.join(p.name for p in contents[:5])}"
+            f"{', ...' if len(contents) > 5 else ''}). Pass `--resume` to "
+            "continue the run in it, `--overwrite` to delete what it holds and "
+            "start over, or choose another `--out`."
+        )
+    if contents and config.overwrite:
+        foreign = [p.name for p in contents if p.name not in RUN_OUTPUTS]
+        if foreign:
+            raise OutputFolderError(
+                f"`--overwrite` refuses to empty {out}: it holds files a "
+                f"training run does not write ({', '.join(foreign)})."
+            )
+        for path in contents:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        logger.info("Deleted the earlier run in %s", out)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def load_state(config, checkpoints):
+    """The saved training state when resuming from a checkpoint, else `{}`.
+
+    Raises:
+        OutputFolderError: when the checkpoint was made with settings that
+            `RESUME_MUST_MATCH` says cannot change.
+    """
+    if not (config.resume and (checkpoints / "last.keras").exists()):
+        return {}
+    state = json.loads((checkpoints / "state.json").read_text(encoding="utf-8"))
+    saved = state.get("config", {})
+    changed = {
+        name: (saved[name], getattr(config, name))
+        for name in RESUME_MUST_MATCH
+        if name in saved and saved[name] != getattr(config, name)
+    }
+    if changed:
+        raise OutputFolderError(
+            f"Cannot resume the run in {config.out} with other settings: "
+            + ", ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in changed.items())
+            + ". Use `--overwrite` to start over, or another `--out`."
+        )
+    # A state written before runs recorded their epoch files.
+    state.setdefault(
+        "epoch_checkpoints", [p.name for p in epoch_checkpoints(checkpoints, state)]
+    )
+    return state
+
+
 def prepare_tokenizer(config, train_pairs):
-    """Trains the joint tokenizer once (reused on `--resume`)."""
+    """Trains the joint tokenizer, or checks the one a resumed run made.
+
+    Raises:
+        OutputFolderError: when an existing `spm.model` has another
+            vocabulary size than `config.vocabulary_size`.
+    """
     out = pathlib.Path(config.out)
     model_path = out / "spm.model"
-    if not model_path.exists():
-        texts = [s for s, _ in train_pairs] + [t for _, t in train_pairs]
-        tokenizers_lib.train_tokenizer(
-            texts, config.vocabulary_size, out, name="spm", seed=config.seed
-        )
+    if model_path.exists():
+        size = sentencepiece.SentencePieceProcessor(
+            model_file=str(model_path)
+        ).get_piece_size()
+        if size != config.vocabulary_size:
+            raise OutputFolderError(
+                f"{model_path} has a vocabulary of {size} pieces, but the run "
+                f"asks for vocabulary_size={config.vocabulary_size}. Pass "
+                f"`--vocabulary-size {size}` to continue with it, or "
+                "`--overwrite` to start over."
+            )
+        return model_path
+    texts = [s for s, _ in train_pairs] + [t for _, t in train_pairs]
+    tokenizers_lib.train_tokenizer(
+        texts, config.vocabulary_size, out, name="spm", seed=config.seed
+    )
     return model_path
 
 
@@ -247,7 +382,11 @@ def atomic_save(model, path):
 
 class Checkpoint(keras.callbacks.Callback):
     """Every epoch: `last.keras` (with optimizer), the epoch's weights for
-    averaging, the best weights by validation loss and `state.json`."""
+    averaging, the best weights by validation loss and `state.json`.
+
+    `state["epoch_checkpoints"]` lists the epoch weight files this run wrote
+    (the newest `average_last` are kept), so that only they are averaged.
+    """
 
     def __init__(self, directory, average_last, state):
         super().__init__()
@@ -258,10 +397,12 @@ class Checkpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         d = self.directory
-        atomic_save(self.model, d / f"epoch_{epoch + 1:03d}.weights.h5")
-        stale = d / f"epoch_{epoch + 1 - self.average_last:03d}.weights.h5"
-        if self.average_last > 0 and stale.exists():
-            stale.unlink()
+        name = f"epoch_{epoch + 1:03d}.weights.h5"
+        atomic_save(self.model, d / name)
+        kept = self.state.setdefault("epoch_checkpoints", [])
+        kept.append(name)
+        while len(kept) > max(self.average_last, 1):
+            (d / kept.pop(0)).unlink(missing_ok=True)
         val_loss = float(logs.get("val_loss", logs.get("loss", np.inf)))
         history = self.state.setdefault("history", [])
         history.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
@@ -366,8 +507,6 @@ def configure_host_devices(count):
 
 def distribution_scope(config):
     """Data parallelism through the engine of the backend, or a no-op."""
-    import contextlib
-
     if not config.distribute:
         return contextlib.nullcontext()
     backend = keras.backend.backend()
@@ -420,44 +559,54 @@ def _has_batch(dataset):
     return next(iter(dataset), None) is not None
 
 
-# ------------------------------------------------------------------ train
-def train(config, command=None):
-    """Runs training end to end; returns the metrics dict it writes."""
-    configure_host_devices(config.host_devices)
-    keras.utils.set_random_seed(config.seed)
-    out = pathlib.Path(config.out)
-    checkpoints = out / "checkpoints"
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    data_dir = data_lib.resolve_data_dir(config.data_dir, dataset=config.dataset)
-    train_pairs, train_stats = data_lib.load_pairs_with_stats(
-        config.dataset, "train", data_dir, max_pairs=config.max_train_pairs
-    )
-    valid_pairs, _ = data_lib.load_pairs_with_stats(config.dataset, "valid", data_dir)
-    tokenizer_path = prepare_tokenizer(config, train_pairs)
-    vocabulary_size = len(
-        (out / "spm.vocab.txt").read_text(encoding="utf-8").splitlines()
-    )
-    devices = max(config.host_devices, 1) if config.distribute else 1
-    if config.distribute and not config.host_devices:
-        devices = len(keras.distribution.list_devices())
-    train_ds, valid_ds = make_datasets(
-        config, tokenizer_path, train_pairs, valid_pairs, devices
-    )
+def epoch_checkpoints(checkpoints, state):
+    """This run's epoch weight files, oldest first.
 
-    state_path = checkpoints / "state.json"
-    state = {}
-    with distribution_scope(config):
-        if config.resume and (checkpoints / "last.keras").exists():
-            state = json.loads(state_path.read_text())
-            model = keras.saving.load_model(checkpoints / "last.keras")
-            logger.info("Resumed at epoch %d, step %d", state["epoch"], state["step"])
-        else:
-            model = compile_model(build_model(config, vocabulary_size), config)
-    state["_epoch_start"] = time.time()
-    state.setdefault("resumed_from_step", []).append(state.get("step", 0))
-    initial_epoch = state.get("epoch", 0)
+    From `state["epoch_checkpoints"]`; a state written without that list
+    counts the `epoch_*` files of its own epochs only.
+    """
+    if "epoch_checkpoints" in state:
+        names = state["epoch_checkpoints"]
+    else:
+        names = [
+            path.name
+            for path in sorted(checkpoints.glob("epoch_*.weights.h5"))
+            if int(path.name[6:9]) <= state.get("epoch", 0)
+        ]
+    return [checkpoints / name for name in names if (checkpoints / name).exists()]
+
+
+def select_final_weights(config, vocabulary_size, checkpoints, state, valid_ds):
+    """The weights with the lowest validation loss among the average of this
+    run's last `average_last` epochs and its best epoch.
+
+    Returns:
+        `(name, weights, valid_losses)`: the chosen candidate's name (e.g.
+        `"average_last_3"`), its weights and every candidate's loss.
+    """
+    model = build_model(config, vocabulary_size)
+    candidates = {}
+    last = epoch_checkpoints(checkpoints, state)[-config.average_last :]
+    if len(last) > 1:
+        compile_model(average_checkpoints(model, last), config)
+        candidates[f"average_last_{len(last)}"] = (
+            evaluate_loss(model, valid_ds),
+            model.get_weights(),
+        )
+    model.load_weights(checkpoints / "best.weights.h5")
+    compile_model(model, config)
+    candidates[f"best_epoch_{state['best_epoch']}"] = (
+        evaluate_loss(model, valid_ds),
+        model.get_weights(),
+    )
+    chosen = min(candidates, key=lambda k: candidates[k][0])
+    losses = {k: round(v[0], 4) for k, v in candidates.items()}
+    return chosen, candidates[chosen][1], losses
+
+
+def training_callbacks(config, out, state):
     callbacks = [
-        Checkpoint(checkpoints, config.average_last, state),
+        Checkpoint(out / "checkpoints", config.average_last, state),
         TimeBudget(config.time_budget_minutes, state),
     ]
     if importlib.util.find_spec("tensorflow"):  # Keras writes summaries with TF.
@@ -466,57 +615,40 @@ def train(config, command=None):
         logger.warning("TensorFlow is not installed: no TensorBoard logs")
     if not sys.stdout.isatty():
         callbacks.append(ProgressLog())
-    if not _has_batch(valid_ds):
-        # A tiny split whose buckets never fill one evenly divisible batch.
-        logger.warning("No validation batch; keeping checkpoints by train loss")
-        valid_ds = None
-    if initial_epoch < config.epochs:
-        model.fit(
-            train_ds,
-            validation_data=valid_ds,
-            epochs=config.epochs,
-            initial_epoch=initial_epoch,
-            callbacks=callbacks,
-            verbose=1 if sys.stdout.isatty() else 2,
-        )
+    return callbacks
 
-    # Pick the final weights: the average of the last epochs, or the best.
-    final = build_model(config, vocabulary_size)
-    candidates = {}
-    last = sorted(checkpoints.glob("epoch_*.weights.h5"))[-config.average_last :]
-    if len(last) > 1:
-        compile_model(average_checkpoints(final, last), config)
-        candidates["average_last_%d" % len(last)] = (
-            evaluate_loss(final, valid_ds),
-            final.get_weights(),
-        )
-    final.load_weights(checkpoints / "best.weights.h5")
-    compile_model(final, config)
-    candidates["best_epoch_%d" % state["best_epoch"]] = (
-        evaluate_loss(final, valid_ds),
-        final.get_weights(),
-    )
-    chosen = min(candidates, key=lambda k: candidates[k][0])
-    export = build_model(config, vocabulary_size)
-    export.set_weights(candidates[chosen][1])
-    atomic_save(export, out / "model.keras")
 
-    metrics = {
+def num_devices(config):
+    """Devices a batch is split over: 1 without `--distribute`."""
+    if not config.distribute:
+        return 1
+    if config.host_devices:
+        return max(config.host_devices, 1)
+    return len(keras.distribution.list_devices())
+
+
+def run_metrics(config, command, data, state, export, chosen, valid_losses):
+    """The `metrics.json` of a finished run (evaluation is added later)."""
+    info = data_lib.get_dataset_info(config.dataset)
+    recipe = recipes_lib.load_recipe(config.recipe) if config.recipe else None
+    return {
         "dataset": config.dataset,
-        "languages": list(data_lib.get_dataset_info(config.dataset).languages),
+        "languages": list(info.languages),
+        "domain": info.domain,
+        "examples": list(recipe.examples) if recipe else [],
         "config": dataclasses.asdict(config),
         "command": command,
-        "train_pairs": train_stats.num_pairs,
-        "skipped_lines": train_stats.num_skipped,
-        "valid_pairs": len(valid_pairs),
-        "vocabulary_size": vocabulary_size,
+        "train_pairs": data["train_stats"].num_pairs,
+        "skipped_lines": data["train_stats"].num_skipped,
+        "valid_pairs": len(data["valid_pairs"]),
+        "vocabulary_size": config.vocabulary_size,
         "parameters": int(export.count_params()),
         "epochs_trained": state.get("epoch", 0),
         "steps": state.get("step", 0),
         "train_seconds": round(state.get("train_seconds", 0.0), 1),
         "resumed_from_step": state.get("resumed_from_step"),
         "final_weights": chosen,
-        "valid_loss": {k: round(v[0], 4) for k, v in candidates.items()},
+        "valid_loss": valid_losses,
         "history": state.get("history", []),
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,
@@ -525,19 +657,94 @@ def train(config, command=None):
         "accelerator": accelerator(),
         "input_pipeline": input_pipeline(config),
     }
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+
+
+def load_data(config):
+    """The training and validation pairs of `config.dataset`."""
+    data_dir = data_lib.resolve_data_dir(config.data_dir, dataset=config.dataset)
+    train_pairs, train_stats = data_lib.load_pairs_with_stats(
+        config.dataset, "train", data_dir, max_pairs=config.max_train_pairs
+    )
+    valid_pairs, _ = data_lib.load_pairs_with_stats(config.dataset, "valid", data_dir)
+    return {
+        "train_pairs": train_pairs,
+        "train_stats": train_stats,
+        "valid_pairs": valid_pairs,
+    }
+
+
+# ------------------------------------------------------------------ train
+def train(config, command=None):
+    """Runs training end to end; returns the metrics dict it writes."""
+    out = prepare_output(config)
+    checkpoints = out / "checkpoints"
+    state = load_state(config, checkpoints)
+    configure_host_devices(config.host_devices)
+    keras.utils.set_random_seed(config.seed)
+    data = load_data(config)
+    tokenizer_path = prepare_tokenizer(config, data["train_pairs"])
+    train_ds, valid_ds = make_datasets(
+        config,
+        tokenizer_path,
+        data["train_pairs"],
+        data["valid_pairs"],
+        num_devices(config),
+    )
+    if not _has_batch(valid_ds):
+        # A tiny split whose buckets never fill one evenly divisible batch.
+        logger.warning("No validation batch; keeping checkpoints by train loss")
+        valid_ds = None
+
+    with distribution_scope(config):
+        if state:
+            model = keras.saving.load_model(checkpoints / "last.keras")
+            logger.info("Resumed at epoch %d, step %d", state["epoch"], state["step"])
+        else:
+            model = compile_model(build_model(config, config.vocabulary_size), config)
+    state["config"] = dataclasses.asdict(config)
+    state["_epoch_start"] = time.time()
+    state.setdefault("resumed_from_step", []).append(state.get("step", 0))
+    initial_epoch = state.get("epoch", 0)
+    if initial_epoch < config.epochs:
+        model.fit(
+            train_ds,
+            validation_data=valid_ds,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=training_callbacks(config, out, state),
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+
+    chosen, weights, valid_losses = select_final_weights(
+        config, config.vocabulary_size, checkpoints, state, valid_ds
+    )
+    export = build_model(config, config.vocabulary_size)
+    export.set_weights(weights)
+    atomic_save(export, out / "model.keras")
+    metrics = run_metrics(config, command, data, state, export, chosen, valid_losses)
+    atomic_write_text(
+        out / "metrics.json", json.dumps(metrics, indent=1, ensure_ascii=False) + "\n"
+    )
     write_model_card(out)
     return metrics
+
+
+def command_line(argv=None):
+    """The command that started this run, as it would be typed."""
+    argv = sys.argv[1:] if argv is None else argv
+    return "KERAS_BACKEND=%s python -m training.train %s" % (
+        keras.backend.backend(),
+        shlex.join(argv),
+    )
 
 
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     config = parse_config(argv)
-    command = "KERAS_BACKEND=%s python -m training.train %s" % (
-        keras.backend.backend(),
-        shlex.join(sys.argv[1:] if argv is None else argv),
-    )
-    metrics = train(config, command=command)
+    try:
+        metrics = train(config, command=command_line(argv))
+    except OutputFolderError as error:
+        raise SystemExit(f"error: {error}") from None
     print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=1))
 
 
