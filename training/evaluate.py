@@ -167,7 +167,6 @@ def main(argv=None):
             json.dumps(metrics, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
         )
         write_model_card(args.model_dir)
-    return result
 
 
 if __name__ == "__main__":
