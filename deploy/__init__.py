@@ -1,0 +1,1 @@
+"""Deployment scripts (not part of the installed package)."""
