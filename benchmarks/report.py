@@ -1,0 +1,218 @@
+"""Writes docs/performance.md from the benchmark results.
+
+    python -m benchmarks.report           # rewrite docs/performance.md
+    python -m benchmarks.report --check   # exit 1 if it is out of date
+
+Every section comes from one `benchmarks/results/<name>.json` (smoke-test
+`*.quick.json` files are left out): what the benchmark measures, the exact
+command, the machine and library versions, the settings, the table the
+benchmark printed and its summary per backend. Paths are shown as names
+(`/abs/path/saved_models/en-es` as `en-es`), and no date is shown: a figure
+is described by its command and its machine.
+"""
+
+import argparse
+import json
+import pathlib
+import shlex
+import sys
+import textwrap
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+OUTPUT = ROOT / "docs" / "performance.md"
+
+HEADER = """\
+# Performance
+
+All figures are measurements, written by `python -m benchmarks.report` from
+the JSON files in `benchmarks/results/` (every raw number is there). How each
+benchmark works is in [benchmarks/README.md](../benchmarks/README.md). The
+machine was a small shared CPU, so differences of a few percent are noise;
+each section gives the load average at the end of its run. A figure compares
+only with figures of the same command on the same machine.
+"""
+# Per benchmark: the section title, what it measures and how to read it.
+SECTIONS = {
+    "bench_attention": (
+        "Attention: ours against `keras.layers.MultiHeadAttention`",
+        "Forward and backward pass of one self-attention layer, compiled "
+        "(`jax.jit` on JAX, `tf.function(jit_compile=True)` on TensorFlow), "
+        "median step time, with Keras' weights copied into ours. ours/keras "
+        "at or below 1.00 means ours is at least as fast. The explicit and "
+        "fused columns time our two attention paths (einsum + softmax, and "
+        "`keras.ops.dot_product_attention`); the faster one per backend is "
+        "what `FUSED_ATTENTION` in `keras_mha/backend_config.py` selects.",
+    ),
+    "bench_training": (
+        "Training throughput: ours against keras-hub's layers",
+        "Training steps of `training.train.build_model` against the same "
+        "architecture assembled from keras-hub's `TransformerEncoder` and "
+        "`TransformerDecoder` (same optimizer, loss and length-bucketed "
+        "batches); non-padding target tokens per second. keras-hub's layers "
+        "have no dropout on the feed-forward hidden layer, so ours runs with "
+        "`activation_dropout=0.0` here (the shipped models keep dropout "
+        "there). On a CPU Keras trains TensorFlow models without XLA; our "
+        "head projections run as plain matmuls there "
+        "(`MATMUL_PROJECTIONS`), and on JAX the tied output projection has "
+        "its own gradient (`TIED_LOGITS_GRADIENT`), both in "
+        "`keras_mha/backend_config.py`.",
+    ),
+    "bench_decoding": (
+        "Decoding",
+        "(a) the keras.io way (the whole model again for every new token, "
+        "eagerly) against our cached, compiled greedy search on the longest "
+        "test sentences; (b) the whole spa-eng test set, greedy and beam "
+        "search, first (compiling) and second pass; (c) one sentence of "
+        "about ten words with attention capture, as the app asks for it. "
+        "Beam search stops as soon as no live beam can beat the best "
+        "finished hypothesis.",
+    ),
+    "bench_app": (
+        "The app under load",
+        "A live `python app.py` with every model of the models folder "
+        "loaded, called only through `gradio_client` on loopback: cold start "
+        "(process start to the first translation), latency at 1, 4 and 16 "
+        "concurrent clients, and the server's peak resident memory. Most of "
+        "a single request's latency is Gradio's queue and the client's "
+        "polling; the server's own translation time is shown separately.",
+    ),
+}
+ORDER = ("bench_attention", "bench_training", "bench_decoding", "bench_app")
+
+
+def portable_command(command):
+    """The command as typed from the repository root: `python -m ...`."""
+    words = shlex.split(command)
+    if words and words[0].rsplit("/", 1)[-1].startswith("python"):
+        words[0] = "python"
+    return shlex.join(_name(word) for word in words)
+
+
+def _name(value):
+    """An absolute path as its last component; anything else unchanged."""
+    if isinstance(value, str) and value.startswith("/"):
+        return value.rstrip("/").rsplit("/", 1)[-1]
+    return value
+
+
+def _is_path(value):
+    return isinstance(value, str) and value.startswith("/")
+
+
+def _value(value):
+    if isinstance(value, list):
+        return " / ".join(
+            "×".join(map(str, v)) if isinstance(v, list) else str(v) for v in value
+        )
+    return str(_name(value))
+
+
+def machine_line(machine):
+    versions = machine.get("versions", {})
+    libraries = ", ".join(
+        f"{name} {versions[key]}"
+        for name, key in (
+            ("Keras", "keras"),
+            ("TensorFlow", "tensorflow"),
+            ("JAX", "jax"),
+            ("keras-hub", "keras-hub"),
+            ("Gradio", "gradio"),
+        )
+        if versions.get(key)
+    )
+    system = machine.get("platform", "").split("-")[0]
+    load = machine.get("load_average_1_5_15") or ["?"]
+    return (
+        f"{machine.get('cpu_model') or machine.get('processor') or 'CPU'}, "
+        f"{machine.get('cpu_count')} cores, {machine.get('machine')}, {system}, "
+        f"Python {machine.get('python')}; {libraries}; load average "
+        f"{load[0]} at the end of the run."
+    )
+
+
+def summary_table(summary):
+    backends = list(summary)
+    keys = []
+    for facts in summary.values():
+        keys += [k for k in facts if k not in keys]
+    lines = [
+        "| summary | " + " | ".join(backends) + " |",
+        "|---" * (len(backends) + 1) + "|",
+    ]
+    for key in keys:
+        cells = [_value(summary[b].get(key, "–")) for b in backends]
+        lines.append(f"| {key.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def section(result):
+    name = result["benchmark"]
+    title, description = SECTIONS.get(name, (name, ""))
+    settings = ", ".join(
+        f"{key.replace('_', ' ')} {_value(value)}"
+        for key, value in result.get("settings", {}).items()
+        # Where files were is no setting, except which model was measured.
+        if value is not None and (key == "model" or not _is_path(value))
+    )
+    lines = [f"## {title}", ""]
+    if description:
+        lines += [textwrap.fill(description, 78), ""]
+    lines += [
+        "```bash",
+        portable_command(result["command"]),
+        "```",
+        "",
+        textwrap.fill(f"Machine: {machine_line(result.get('machine', {}))}", 78),
+        "",
+        textwrap.fill(f"Settings: {settings}.", 78),
+        "",
+        result["table"].strip(),
+        "",
+    ]
+    if result.get("summary"):
+        lines += summary_table(result["summary"]) + [""]
+    return lines
+
+
+def load_results(results_dir=RESULTS):
+    """The full (not `--quick`) results, in the order of `ORDER`."""
+    results = [
+        json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted(results_dir.glob("*.json"))
+        if not path.name.endswith(".quick.json")
+    ]
+    results = [r for r in results if not r.get("quick")]
+    rank = {name: index for index, name in enumerate(ORDER)}
+    return sorted(results, key=lambda r: (rank.get(r["benchmark"], 99), r["benchmark"]))
+
+
+def report(results_dir=RESULTS):
+    """The text of docs/performance.md."""
+    lines = [HEADER]
+    for result in load_results(results_dir):
+        lines += section(result)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if the file is out of date"
+    )
+    args = parser.parse_args(argv)
+    text = report()
+    if args.check:
+        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
+        if current != text:
+            sys.exit(
+                f"{OUTPUT.relative_to(ROOT)} is out of date: run "
+                "python -m benchmarks.report"
+            )
+        return
+    OUTPUT.write_text(text, encoding="utf-8")
+    print(OUTPUT.relative_to(ROOT))
+
+
+if __name__ == "__main__":
+    main()
