@@ -16,9 +16,16 @@ greedy search, test-set throughput, and single-sentence latency.
     for every new decoder length), then timed interleaved. Cached is timed
     without attention capture (like the uncached search) and with it.
 (b) Throughput. Every unique test source (1,500 for spa-eng) is translated
-    with `translate(sources, batch_size=64, return_attention=False)`, greedy
-    and with beam 4. The first pass is "cold" (it compiles every batch shape),
-    the second "warm".
+    with `translate(sources, batch_size=64)`, greedy: a first pass in a new
+    `Translator` (it compiles every batch shape; on JAX with an empty
+    persistent compilation cache), a first pass in a second new `Translator`
+    (JAX: the compiled programs now come from that disk cache, as in a new
+    process), then warm passes without attention, with attention and with
+    `top_k=5` alternatives; then beam 4, warm.
+
+`--baseline DIR` runs every worker a second time with `keras_mha` imported
+from DIR, a checkout of another revision (`git worktree add DIR REV`), and
+reports the ratios: one run measures before and after a change.
 (c) Latency. One test source of about ten words, `translate(text)` with
     attention capture (as the app does), timed after a warm-up.
 """
@@ -26,6 +33,7 @@ greedy search, test-set throughput, and single-sentence latency.
 import argparse
 import dataclasses
 import math
+import os
 import pathlib
 import sys
 import time
@@ -41,12 +49,12 @@ SOURCE_LENGTH_STEP = 8  # Translator pads source lengths to multiples of this.
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    compare_sentences: int = 20  # (a) sentences, the longest test sources.
+    compare_sentences: int = 5  # (a) sentences, the longest test sources.
     compare_max_length: int = 40  # (a) most output pieces (a multiple of 8).
     max_sources: int | None = None  # (b) cap on test sources (None: all).
     batch_size: int = 64  # (b)
     beam_size: int = 4  # (b)
-    beam_sources: int | None = None  # (b) cap on sources for beam (None: all).
+    beam_sources: int | None = 256  # (b) cap on sources for beam (None: all).
     latency_words: int = 10  # (c) words of the latency sentence.
     latency_warmup: int = 3  # (c)
     latency_runs: int = 50  # (c)
@@ -127,24 +135,55 @@ def compare_cached(translator, sentences, max_length):
     return result
 
 
-def throughput(translator, sources, settings, beam_size):
-    """(b) A cold and a warm pass over every source."""
-    result = {"sentences": len(sources), "beam_size": beam_size}
-    for run in ("cold", "warm"):
-        start = time.perf_counter()
-        translations = translator.translate(
-            sources,
-            beam_size=beam_size,
-            return_attention=False,
-            batch_size=settings.batch_size,
+def _timed(fn):
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def throughput(load, sources, settings):
+    """(b) First and warm passes over every source, greedy and beam."""
+    import inspect
+
+    translator = load()
+    has_top_k = "top_k" in inspect.signature(translator.translate).parameters
+    batch = settings.batch_size
+    result = {"sentences": len(sources), "batch_size": batch}
+
+    def greedy(t, **kwargs):
+        return t.translate(sources, batch_size=batch, **kwargs)
+
+    seconds, translations = _timed(lambda: greedy(translator, return_attention=False))
+    result["first"] = round(seconds, 2)
+    again = load()  # New compiled functions: traced (and on JAX loaded) again.
+    result["first_again"] = round(
+        _timed(lambda: greedy(again, return_attention=False))[0], 2
+    )
+    passes = {
+        "warm": dict(return_attention=False),
+        "warm_attention": dict(return_attention=True),
+    }
+    if has_top_k:
+        passes["warm_top_k"] = dict(return_attention=False, top_k=5)
+        greedy(translator, **passes["warm_top_k"])  # Compile, untimed.
+    greedy(translator, return_attention=True)  # Compile, untimed.
+    for name, kwargs in passes.items():
+        result[name] = round(
+            min(_timed(lambda: greedy(translator, **kwargs))[0] for _ in range(2)), 2
         )
-        seconds = time.perf_counter() - start
-        result[run] = {
-            "seconds": round(seconds, 2),
-            "sentences_per_second": round(len(sources) / seconds, 1),
-        }
+    result["sentences_per_second"] = round(len(sources) / result["warm"], 1)
     tokens = sum(len(t.target_tokens) for t in translations)
     result["tokens_per_sentence"] = round(tokens / len(sources), 1)
+    if has_top_k:
+        result["top_k_cost"] = round(result["warm_top_k"] / result["warm"], 3)
+    beam_sources = sources[: settings.beam_sources]
+    beam = dict(beam_size=settings.beam_size, return_attention=False, batch_size=batch)
+    translator.translate(beam_sources, **beam)  # Compile, untimed.
+    result["beam"] = {
+        "sentences": len(beam_sources),
+        "beam_size": settings.beam_size,
+        "warm": round(_timed(lambda: translator.translate(beam_sources, **beam))[0], 2),
+    }
     return result
 
 
@@ -159,28 +198,47 @@ def latency(translator, sentence, settings):
 
 
 def run_worker(args, settings):
+    import os
+    import tempfile
+
+    code = os.environ.get(CODE_ENV)
+    if code:  # Measure another revision's library.
+        sys.path.insert(0, code)
     import keras
 
+    import keras_mha
     from keras_mha import Translator
 
     backend = keras.backend.backend()
+    cache_dir = tempfile.mkdtemp(prefix="keras_mha_jax_cache_")
+    try:
+        from keras_mha.backend_config import enable_compilation_cache
+    except ImportError:  # A revision without a persistent compilation cache.
+        compilation_cache = False
+    else:
+        compilation_cache = enable_compilation_cache(cache_dir)
     translator = Translator.load(args.model)
     sources = load_sources(args, settings)
     tokenizer = translator.tokenizer
     longest = sorted(sources, key=lambda s: len(tokenizer.encode(s)), reverse=True)
 
-    result = {"model": args.model, "parameters": translator.model.count_params()}
+    result = {
+        "model": args.model,
+        "library": str(pathlib.Path(keras_mha.__file__).parent),
+        "compilation_cache": compilation_cache,
+        "parameters": translator.model.count_params(),
+    }
+    result["throughput"] = throughput(
+        lambda: Translator.load(args.model), sources, settings
+    )
+    harness.log(f"[{backend}] throughput: {result['throughput']}")
     # Both searches get the same output limit (the translator caps it too).
     max_length = min(settings.compare_max_length, translator.model.max_length)
-    result["cache"] = compare_cached(
-        translator, longest[: settings.compare_sentences], max_length
-    )
-    harness.log(f"[{backend}] cache: {result['cache']['speedup']}x")
-    result["greedy"] = throughput(translator, sources, settings, beam_size=1)
-    harness.log(f"[{backend}] greedy: {result['greedy']['warm']}")
-    beam_sources = sources[: settings.beam_sources]
-    result["beam"] = throughput(translator, beam_sources, settings, settings.beam_size)
-    harness.log(f"[{backend}] beam {settings.beam_size}: {result['beam']['warm']}")
+    if settings.compare_sentences:
+        result["cache"] = compare_cached(
+            translator, longest[: settings.compare_sentences], max_length
+        )
+        harness.log(f"[{backend}] cache: {result['cache']['speedup']}x")
     sentence = min(sources, key=lambda s: abs(len(s.split()) - settings.latency_words))
     result["latency"] = latency(translator, sentence, settings)
     harness.log(f"[{backend}] latency p50 {result['latency']['median_ms']} ms")
@@ -190,22 +248,31 @@ def run_worker(args, settings):
 # ------------------------------------------------------------ parent
 # (label, dotted path into a worker result, target, digits) of each row.
 METRICS = (
+    ("(b) greedy, first pass, s", "throughput.first", "<= 6", 2),
+    ("(b) greedy, first pass in a new Translator, s", "throughput.first_again", "", 2),
+    ("(b) greedy, warm, s", "throughput.warm", "<= 3", 2),
+    ("(b) greedy, warm, attention, s", "throughput.warm_attention", "", 2),
+    ("(b) greedy, warm, top_k=5, s", "throughput.warm_top_k", "", 2),
+    ("(b) top_k=5 / plain", "throughput.top_k_cost", "<= 1.10", 3),
+    ("(b) greedy, warm, sentences/s", "throughput.sentences_per_second", "", 1),
+    ("(b) beam, warm, s", "throughput.beam.warm", "", 2),
     ("(a) uncached (eager), ms/sentence", "cache.uncached.ms_per_sentence", "", 1),
     ("(a) cached greedy, ms/sentence", "cache.cached.ms_per_sentence", "", 1),
-    ("(a) cached + attention, ms/sentence", "cache.attention.ms_per_sentence", "", 1),
     ("(a) speed-up cached vs uncached", "cache.speedup", ">= 3", 2),
-    ("(a) pieces/sentence, uncached", "cache.uncached.tokens_per_sentence", "", 1),
-    ("(a) pieces/sentence, cached", "cache.cached.tokens_per_sentence", "", 1),
     ("(a) identical outputs", "cache.identical_outputs", "", 0),
-    ("(b) greedy, cold pass, s", "greedy.cold.seconds", "", 2),
-    ("(b) greedy, warm pass, s", "greedy.warm.seconds", "<= 15", 2),
-    ("(b) greedy, warm, sentences/s", "greedy.warm.sentences_per_second", "", 1),
-    ("(b) beam, cold pass, s", "beam.cold.seconds", "", 2),
-    ("(b) beam, warm pass, s", "beam.warm.seconds", "", 2),
-    ("(b) beam, warm, sentences/s", "beam.warm.sentences_per_second", "", 1),
     ("(c) latency p50, ms", "latency.median_ms", "<= 100", 1),
     ("(c) latency p95, ms", "latency.p95_ms", "", 1),
 )
+# Compared with the baseline: (label, path, target).
+RATIOS = (
+    ("greedy warm, this / baseline", "throughput.warm", "<= 1.05"),
+    ("greedy warm + attention, this / baseline", "throughput.warm_attention", ""),
+    ("greedy first pass, this / baseline", "throughput.first", ""),
+    ("beam warm, this / baseline", "throughput.beam.warm", ""),
+)
+# Environment variable that points a worker at another revision's library.
+CODE_ENV = "KERAS_MHA_BENCH_CODE"
+BASELINE = "baseline"
 
 
 def report(settings, backends):
@@ -213,19 +280,42 @@ def report(settings, backends):
         (label.replace("beam", f"beam {settings.beam_size}"), path, target, digits)
         for label, path, target, digits in METRICS
     ]
-    table = harness.metric_table(metrics, backends)
-    summary = {
-        name: {
-            "cache_speedup": harness.lookup(result, "cache.speedup"),
-            "greedy_warm_seconds": harness.lookup(result, "greedy.warm.seconds"),
-            "latency_p50_ms": harness.lookup(result, "latency.median_ms"),
+    names = list(backends)
+    headers = ["metric", "target", *names]
+    rows = []
+    for label, path, target, digits in metrics:
+        values = [harness.lookup(backends[name], path) for name in names]
+        rows.append([label, target, *(harness.fmt(v, digits) for v in values)])
+    current = [name for name in names if not name.endswith(BASELINE)]
+    summary = {}
+    for name in current:
+        summary[name] = {
+            "greedy_warm_seconds": harness.lookup(backends[name], "throughput.warm"),
+            "greedy_first_seconds": harness.lookup(backends[name], "throughput.first"),
+            "top_k_cost": harness.lookup(backends[name], "throughput.top_k_cost"),
         }
-        for name, result in backends.items()
-    }
-    sources = [harness.lookup(r, "greedy.sentences") for r in backends.values()]
+        baseline = backends.get(f"{name} {BASELINE}")
+        if baseline is None:
+            continue
+        for label, path, target in RATIOS:
+            value = harness.ratio(
+                harness.lookup(backends[name], path), harness.lookup(baseline, path)
+            )
+            summary[name][label] = value
+    for label, path, target in RATIOS:
+        if any(f"{name} {BASELINE}" in backends for name in current):
+            row = [label, target]
+            for name in names:
+                row.append(summary.get(name, {}).get(label, ""))
+            rows.append(row)
+    for name in names:
+        if "error" in backends[name]:
+            rows.append([f"{name} failed", "", backends[name]["error"]])
+    table = harness.markdown_table(headers, rows)
+    sources = [harness.lookup(r, "throughput.sentences") for r in backends.values()]
     note = (
         f"(b) translates {max(filter(None, sources), default=0)} unique test "
-        f"sources, batch {settings.batch_size}; the 15 s target is for the 1,500 "
+        f"sources, batch {settings.batch_size}; the targets are for the 1,500 "
         "of spa-eng."
     )
     return table, f"{table}\n\n{note}", summary
@@ -242,6 +332,11 @@ def main(argv=None):
         "--compare-sentences", type=int, help="(a) sentences for cached/uncached"
     )
     parser.add_argument("--beam-sources", type=int, help="(b) sources for beam")
+    parser.add_argument(
+        "--baseline",
+        help="a checkout of another revision (git worktree add DIR REV): every "
+        "worker runs again with its keras_mha, and the ratios are reported",
+    )
     args = parser.parse_args(argv)
     args.model = str(pathlib.Path(args.model).resolve())
     args.data_dir = str(pathlib.Path(args.data_dir).resolve())
@@ -259,11 +354,19 @@ def main(argv=None):
         harness.finish_worker(args, run_worker(args, settings))
         return 0
 
-    backends = harness.run_workers(__file__, args.backends)
+    backends = {}
+    for backend in args.backends:  # Each backend: this revision, then baseline.
+        backends.update(harness.run_workers(__file__, [backend]))
+        if args.baseline:
+            os.environ[CODE_ENV] = str(pathlib.Path(args.baseline).resolve())
+            result = harness.run_workers(__file__, [backend])[backend]
+            backends[f"{backend} {BASELINE}"] = result
+            del os.environ[CODE_ENV]
     table, text, summary = report(settings, backends)
     print(text)
     settings = dict(dataclasses.asdict(settings), model=args.model)
     settings.update(data_dir=args.data_dir, dataset=args.dataset)
+    settings.update(baseline=args.baseline)
     path = harness.write_results(NAME, args, settings, backends, table, summary)
     harness.log(f"results written to {path}")
     return harness.exit_code(backends)

@@ -38,6 +38,30 @@ MATMUL_PROJECTIONS = ("tensorflow",)
 TIED_LOGITS_GRADIENT = ("jax",)
 
 
+def enable_compilation_cache(directory):
+    """Keeps compiled programs on disk so a new process reuses them (JAX).
+
+    A JAX process compiles every search shape again at its first use (a few
+    seconds each on a CPU); with this cache a later process loads them
+    instead. TensorFlow has no such cache (its `tf.function` traces again).
+
+    Args:
+        directory: str or path; created if needed.
+
+    Returns:
+        True when the cache was enabled (the backend is JAX).
+    """
+    if keras.backend.backend() != "jax":
+        return False
+    import jax  # Only on the JAX backend.
+
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    # Cache every search, not only the programs that compile for over 1 s.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return True
+
+
 def uses(switch):
     """Whether the current Keras backend is in `switch`, one of the sets above."""
     return keras.backend.backend() in switch

@@ -162,6 +162,10 @@ class Search:
             encoded = ops.repeat(encoded, K, axis=0)  # (R, S, D)
             encoder_mask = ops.repeat(encoder_mask, K, axis=0)  # (R, S)
         self_cache, cross_cache = model.init_cache(encoded, T)
+        # One buffer per layer: each is updated in place inside the loop.
+        N = model.num_decoder_layers
+        self_cache = [self_cache[i] for i in range(N)]  # N x (R, 2, T, H, K_d)
+        cross_cache = [cross_cache[i] for i in range(N)]  # N x (R, 2, S, H, K_d)
         if prefix is None:
             prefix = ops.zeros((batch_size, 1), "int32")
             prefix_lengths = ops.zeros((batch_size,), "int32")
@@ -181,9 +185,9 @@ class Search:
             "scores": self.initial_scores(batch_size),  # (R,)
             "finished": ops.zeros((rows,), "bool"),
             "lengths": ops.zeros((rows,), "int32"),
-            "cache": self_cache,  # (N, R, 2, T, H, K_d)
+            "cache": self_cache,  # N x (R, 2, T, H, K_d)
         }
-        N, H = model.num_decoder_layers, model.num_heads
+        H = model.num_heads
         if self.return_attention:
             state["decoder"] = ops.zeros((N, rows, H, T, T), "float32")
             state["cross"] = ops.zeros((N, rows, H, T, source_length), "float32")
@@ -237,7 +241,7 @@ class Search:
         )
 
         # What each row saw at this step, and what it carries from before.
-        step = {"cache": outputs[1]}  # (N, R, 2, T, H, K_d)
+        step = {"cache": outputs[1]}  # N x (R, 2, T, H, K_d)
         if self.return_attention:
             step["decoder"] = ops.cast(outputs[2], "float32")  # (N, R, H, 1, T)
             step["cross"] = ops.cast(outputs[3], "float32")  # (N, R, H, 1, S)
@@ -248,10 +252,8 @@ class Search:
         carried = {key: state[key] for key in _ROW_STATE if key in state}
         if parent is not None:
             # Every row continues its parent hypothesis: one gather each.
-            carried = {
-                k: ops.take(x, parent, axis=_row_axis(k)) for k, x in carried.items()
-            }
-            step = {k: ops.take(x, parent, axis=_row_axis(k)) for k, x in step.items()}
+            carried = {k: _take_rows(k, x, parent) for k, x in carried.items()}
+            step = {k: _take_rows(k, x, parent) for k, x in step.items()}
         was_finished = carried["finished"]
         token = ops.where(was_finished, 0, token)
         token_log_prob = ops.where(was_finished, 0.0, token_log_prob)
@@ -306,9 +308,15 @@ _ROW_STATE = (
 )
 
 
-def _row_axis(key):
-    """The row axis of a loop-state or step tensor: 1 when layers come first."""
-    return 1 if key in ("cache", "decoder", "cross") else 0
+def _take_rows(key, x, rows):
+    """`x` with its rows (hypotheses) replaced by `rows` of it: one gather.
+
+    The cache is a list of per-layer `(R, ...)` buffers; attention histories
+    have the layer axis first, `(N, R, ...)`; everything else is `(R, ...)`.
+    """
+    if key == "cache":
+        return [ops.take(layer, rows, axis=0) for layer in x]
+    return ops.take(x, rows, axis=1 if key in ("decoder", "cross") else 0)
 
 
 class GreedySearch(Search):
@@ -590,7 +598,11 @@ def compile_search(model, fn):
         import tensorflow as tf
 
         # No XLA: on a CPU it is slower here than TensorFlow's own kernels.
-        return tf.function(lambda *args: fn(model, *args), jit_compile=False)
+        # No AutoGraph: the searches have no Python control flow on tensors
+        # (`ops.while_loop` is explicit), and converting costs tracing time.
+        return tf.function(
+            lambda *args: fn(model, *args), jit_compile=False, autograph=False
+        )
     return lambda *args: fn(model, *args)
 
 

@@ -333,8 +333,12 @@ class Transformer(keras.Model):
             token_ids: `(B, T_new)` ids at positions `index ... index+T_new-1`
                 (usually `T_new = 1`).
             index: int or scalar int tensor, position of `token_ids[:, 0]`.
-            self_cache: `(N_d, B, 2, L_max, H, K)`.
-            cross_cache: `(N_d, B, 2, S, H, K)`.
+            self_cache: `(N_d, B, 2, L_max, H, K)`, or a list of N_d
+                `(B, 2, L_max, H, K)` (then the updated cache is a list too:
+                a loop that carries one buffer per layer updates each in
+                place instead of restacking all of them every step).
+            cross_cache: `(N_d, B, 2, S, H, K)` or a list of N_d
+                `(B, 2, S, H, K)`.
             encoder_padding_mask: `(B, S)` boolean.
 
         Returns:
@@ -362,7 +366,10 @@ class Transformer(keras.Model):
                 decoder_scores.append(outputs[1])
                 cross_scores.append(outputs[2])
         logits = self._logits(x)  # (B, T_new, V)
-        self_cache = ops.stack(new_caches, axis=0)  # (N_d, B, 2, L_max, H, K)
+        if isinstance(self_cache, (list, tuple)):
+            self_cache = list(new_caches)
+        else:
+            self_cache = ops.stack(new_caches, axis=0)  # (N_d, B, 2, L_max, H, K)
         if not return_attention_scores:
             return logits, self_cache
         return (
