@@ -10,7 +10,7 @@ metrics and card, `requirements.txt` (what the Space installs),
 configures the Space (`SPACE_README`). Files on the Space that are not in
 this list are deleted in the same commit. The Keras backend is set as the
 Space variable `KERAS_BACKEND`. The token comes from `HF_TOKEN` or
-`huggingface-cli login`.
+`hf auth login`.
 """
 
 import argparse

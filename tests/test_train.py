@@ -166,6 +166,13 @@ def test_each_shipped_model_was_trained_with_its_recipe(folder):
     assert by_dataset.recipe == name
 
 
+def test_docs_describe_every_recipe():
+    text = (ROOT / "docs" / "training.md").read_text(encoding="utf-8")
+    for name in recipes_lib.names():
+        dataset = recipes_lib.load_recipe(name).config["dataset"]
+        assert f"| `{name}` | `{dataset}`" in text, name
+
+
 # The output folder: refusals found before any training.
 
 
