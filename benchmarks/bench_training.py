@@ -75,6 +75,8 @@ def train_config(settings):
     from training.train import TrainConfig
 
     return TrainConfig(
+        dataset="spa-eng",  # The model only; nothing is read or written.
+        out="runs/bench-training",
         num_layers=settings.num_layers,
         hidden_dim=settings.hidden_dim,
         intermediate_dim=settings.intermediate_dim,
