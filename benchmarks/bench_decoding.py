@@ -154,10 +154,10 @@ def throughput(load, sources, settings):
         return t.translate(sources, batch_size=batch, **kwargs)
 
     seconds, translations = _timed(lambda: greedy(translator, return_attention=False))
-    result["first"] = round(seconds, 2)
+    result["first"] = round(seconds, 3)
     again = load()  # New compiled functions: traced (and on JAX loaded) again.
     result["first_again"] = round(
-        _timed(lambda: greedy(again, return_attention=False))[0], 2
+        _timed(lambda: greedy(again, return_attention=False))[0], 3
     )
     passes = {
         "warm": dict(return_attention=False),
@@ -169,7 +169,7 @@ def throughput(load, sources, settings):
     greedy(translator, return_attention=True)  # Compile, untimed.
     for name, kwargs in passes.items():
         result[name] = round(
-            min(_timed(lambda: greedy(translator, **kwargs))[0] for _ in range(2)), 2
+            min(_timed(lambda: greedy(translator, **kwargs))[0] for _ in range(2)), 3
         )
     result["sentences_per_second"] = round(len(sources) / result["warm"], 1)
     tokens = sum(len(t.target_tokens) for t in translations)
@@ -182,7 +182,7 @@ def throughput(load, sources, settings):
     result["beam"] = {
         "sentences": len(beam_sources),
         "beam_size": settings.beam_size,
-        "warm": round(_timed(lambda: translator.translate(beam_sources, **beam))[0], 2),
+        "warm": round(_timed(lambda: translator.translate(beam_sources, **beam))[0], 3),
     }
     return result
 

@@ -457,7 +457,7 @@ class Translator:
             kept, mapping = [], {}
             for slot in range(out["beam_tokens"].shape[-1]):
                 score = float(out["beam_scores"][row, t, slot])
-                if score < NEG_INF / 2:
+                if score < NEG_INF / 1000:  # Never live (normalized).
                     continue
                 parent = int(out["beam_parents"][row, t, slot])
                 mapping[slot] = len(kept)

@@ -363,3 +363,16 @@ def test_cli_top_k_prefix_score_and_align(capsys):
     assert all(0 <= i < 2 for i, _ in links)
     with pytest.raises(SystemExit, match="method"):
         translate_main(["--model", str(TINY), "--align", "nope", "Hi!"])
+
+
+def test_beam_steps_hold_one_hypothesis_while_a_prefix_is_forced(translator):
+    t = translator.translate(
+        "I love you.",
+        beam_size=3,
+        prefix=["▁Tom", "▁es"],
+        return_beam=True,
+        max_length=40,
+    )
+    assert [len(step) for step in t.beam_steps[:3]] == [1, 1, 3]
+    assert [step[0]["piece"] for step in t.beam_steps[:2]] == ["▁Tom", "▁es"]
+    assert [h["parent"] for h in t.beam_steps[2]] == [0, 0, 0]
