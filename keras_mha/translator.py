@@ -345,12 +345,7 @@ class Translator:
                 f"`n_best` must be between 1 and beam_size={beam_size}. "
                 f"Received: n_best={n_best}"
             )
-        if not isinstance(top_k, int) or top_k < 0:
-            raise ValueError(
-                "Received an invalid value for argument `top_k`, expected a "
-                f"non-negative integer. Received: top_k={top_k!r}"
-            )
-        top_k = min(top_k, self.model.target_vocabulary_size)
+        top_k = self._check_top_k(top_k)
         max_length = min(max_length or self.model.max_length, self.model.max_length)
         texts = [clean_text(t) for t in text_or_texts]
         prefixes = self._prefix_ids(prefix, len(texts), max_length)
@@ -379,6 +374,15 @@ class Translator:
             for row, i in enumerate(chunk):
                 results[i] = self._translation(out, row, batch[row], n_best)
         return results
+
+    def _check_top_k(self, top_k):
+        """`top_k`, validated and capped at the vocabulary size."""
+        if not isinstance(top_k, int) or top_k < 0:
+            raise ValueError(
+                "Received an invalid value for argument `top_k`, expected a "
+                f"non-negative integer. Received: top_k={top_k!r}"
+            )
+        return min(top_k, self.model.target_vocabulary_size)
 
     def _prefix_ids(self, prefix, count, max_length):
         """One list of forced ids per text (empty: nothing forced)."""
@@ -561,12 +565,7 @@ class Translator:
                 f"`target` must have one entry per source: {len(source)} "
                 f"sources, {len(targets)} targets"
             )
-        if not isinstance(top_k, int) or top_k < 0:
-            raise ValueError(
-                "Received an invalid value for argument `top_k`, expected a "
-                f"non-negative integer. Received: top_k={top_k!r}"
-            )
-        top_k = min(top_k, self.model.target_vocabulary_size)
+        top_k = self._check_top_k(top_k)
         limit = self.model.max_length
         items = []
         for text, one_target in zip(source, targets):
