@@ -70,22 +70,22 @@ def build_demo(translators, failures=None, model_cards=None):
         shared = Shared(service=service, state=gr.State(None))
         translate = TranslateView(shared, translators, model_cards, failures)
         with gr.Tabs(elem_id="explorer-tabs"):
-            with gr.Tab("Attention", id="attention", render_children=True):
+            with gr.Tab("Attention", id="attention"):
                 attention = AttentionView(shared)
-            with gr.Tab("Token lines", id="lines", render_children=True):
+            with gr.Tab("Token lines", id="lines"):
                 lines = LinesView(shared)
-            with gr.Tab("Step by step", id="steps", render_children=True):
+            with gr.Tab("Step by step", id="steps"):
                 steps = StepsView(shared)
                 whatif = WhatIfView(shared, steps)
-            with gr.Tab("Score your translation", id="score", render_children=True):
+            with gr.Tab("Score your translation", id="score"):
                 score = ScoreView(shared)
-            with gr.Tab("Beam search", id="beam", render_children=True):
+            with gr.Tab("Beam search", id="beam"):
                 beam = BeamView(shared)
-            with gr.Tab("Word alignment", id="alignment", render_children=True):
+            with gr.Tab("Word alignment", id="alignment"):
                 alignment = AlignmentView(shared)
-            with gr.Tab("Head statistics", id="heads", render_children=True):
+            with gr.Tab("Head statistics", id="heads"):
                 heads = HeadsView(shared)
-            with gr.Tab("Head ablation", id="ablation", render_children=True):
+            with gr.Tab("Head ablation", id="ablation"):
                 ablation = AblationView(shared)
         views = {
             "translate": translate,

@@ -1,30 +1,25 @@
-"""The page in a real browser: Debian's Chromium driven by Playwright.
+"""The page in a real browser: Debian's Chromium driven by Playwright, on a
+live `python app.py` serving the tiny fixture model.
 
-Types a sentence, clicks Translate, waits for the translation and the
-heatmap, and saves screenshots for the README into
-`$KERAS_MHA_SCREENSHOT_DIR` (default `docs/screenshots/`).
+One visit goes through the views as a visitor would: translate, switch head
+and layer (with no request to the server), hover a cell, play a step, click
+a candidate, score a typed translation, open the beam tree and a permalink.
+Screenshots go to a temporary folder, or to `$KERAS_MHA_SCREENSHOT_DIR`.
 """
 
 import os
 import pathlib
+import re
+import urllib.parse
 
 import pytest
 from gradio_client import Client
 
-from tests.app_fixtures import REPO_ROOT, TINY_MODEL, serve_app
+from tests.app_fixtures import CHROMIUM, CHROMIUM_ARGS, TINY_MODEL, serve_app
 
 pytestmark = pytest.mark.slow
-CHROMIUM = pathlib.Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SENTENCE = "Where is the train station? <b>not bold</b>"
-TIMEOUT_MS = 180_000
+TIMEOUT_MS = 120_000
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +28,21 @@ def url():
         yield url
 
 
-@pytest.fixture
-def page():
+@pytest.fixture(scope="module")
+def client(url):
+    return Client(url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory):
+    folder = os.environ.get("KERAS_MHA_SCREENSHOT_DIR")
+    folder = pathlib.Path(folder) if folder else tmp_path_factory.mktemp("shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser():
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -43,45 +51,238 @@ def page():
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
         )
         try:
-            yield browser.new_page(viewport={"width": 1280, "height": 900})
+            yield browser
         finally:
             browser.close()
 
 
-def test_translate_and_see_the_heatmap(url, page):
-    screenshots = pathlib.Path(
-        os.environ.get("KERAS_MHA_SCREENSHOT_DIR", REPO_ROOT / "docs" / "screenshots")
-    )
-    screenshots.mkdir(parents=True, exist_ok=True)
+@pytest.fixture
+def page(browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.set_default_timeout(TIMEOUT_MS)
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on(
+        "console",
+        lambda message: message.type == "error" and errors.append(message.text),
+    )
+    yield page
+    page.close()
+    assert not [e for e in errors if "KMHA" in e], errors
+
+
+def drawn(page, view):
+    """The serial the renderer `view` last drew ('' for nothing)."""
+    return page.locator(f"#view-{view} .kmha-root").get_attribute("data-drawn")
+
+
+def wait_drawn(page, view, serial=None):
+    """Waits until `view` has drawn something (or the payload `serial`)."""
+    page.wait_for_function(
+        """([view, serial]) => {
+            const root = document.querySelector(`#view-${view} .kmha-root`);
+            const value = root && root.dataset.drawn;
+            return value && (serial === null || value.startsWith(String(serial)));
+        }""",
+        arg=[view, serial],
+    )
+
+
+def open_page(page, url):
+    """Loads the page and waits for the renderers of the first tab (the other
+    tabs' views mount when their tab is first opened)."""
     page.goto(url)
-    page.locator("#source textarea").fill(SENTENCE)
+    page.wait_for_function("window.KMHA && window.KMHA.store.views.length >= 2")
+
+
+def payload(page):
+    return page.evaluate("window.KMHA.store.payload")
+
+
+def translate(page, text):
+    page.locator("#source textarea").fill(text)
+    before = (payload(page) or {}).get("serial")
     page.locator("#translate").click()
+    page.wait_for_function(
+        "s => { const p = window.KMHA.store.payload; return p && p.serial !== s; }",
+        arg=before,
+    )
+    p = payload(page)
+    mounted = page.evaluate("window.KMHA.store.views.map(v => v.name)")
+    for view in {"summary", "attention"} | set(mounted) - {"whatif", "score"}:
+        wait_drawn(page, view, p["serial"])
+    return p
 
-    info = page.locator("#translation-info")
-    info.get_by_text("Translated in").wait_for()
-    heatmap = page.locator("#head-plot img")
-    heatmap.wait_for()
-    assert heatmap.evaluate("img => img.naturalWidth") > 100
 
-    expected, _ = Client(url, verbose=False).predict(
+def test_a_visit_through_every_view(url, client, page, screenshots):
+    open_page(page, url)
+    p = translate(page, SENTENCE)
+    expected, _ = client.predict(
         SENTENCE, TINY_MODEL, "greedy", 4, api_name="/translate"
     )
     assert page.locator("#translation textarea").input_value() == expected
+    assert page.locator("#translation-info").get_by_text("Translated in").count()
     # The user's HTML stays text: no <b> element made it into the page.
-    assert page.locator("#source textarea").input_value() == SENTENCE
     assert page.locator("b", has_text="not bold").count() == 0
-
+    chips = page.locator("#summary-chips .kmha-chip")
+    assert chips.count() == len(p["tokens"]["target"])
     page.screenshot(path=screenshots / "translate.png")
-    page.screenshot(path=screenshots / "explorer.png", full_page=True)
-    assert (screenshots / "translate.png").stat().st_size > 10_000
 
-    # Head ablation: the checkboxes were filled in by the translation.
-    page.get_by_role("tab", name="Head ablation").click()
-    page.locator("#ablate-cross").get_by_label("L0 H1").check()
-    page.locator("#ablate").click()
-    page.locator("#ablation-info").get_by_text("1 head(s) switched off").wait_for()
-    original = page.locator("#original textarea").input_value()
-    assert original == expected
-    page.locator("#ablate").scroll_into_view_if_needed()
-    page.screenshot(path=screenshots / "ablation.png")
+    # Heads and layers switch in the browser: no request reaches the server.
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    attention = page.locator("#view-attention")
+    title = attention.locator(".kmha-big .kmha-hm-title")
+    assert title.inner_text() == "cross-attention, layer 0, head 0"
+    attention.locator(".heads button", has_text="H1").click()
+    assert title.inner_text() == "cross-attention, layer 0, head 1"
+    attention.locator(".layers button", has_text="L1").click()
+    assert title.inner_text() == "cross-attention, layer 1, head 1"
+    attention.locator(".kinds button", has_text="decoder self-attention").click()
+    assert title.inner_text() == "decoder self-attention, layer 1, head 1"
+    attention.locator(".modes button", has_text="all layers × heads").click()
+    assert attention.locator(".kmha-thumb").count() == 2 * 2
+    attention.locator(".kmha-thumb").nth(1).locator("canvas").click()  # L0 H1.
+    assert title.inner_text() == "decoder self-attention, layer 0, head 1"
+    attention.locator(".kinds button", has_text="cross-attention").click()
+    assert requests == [], requests
+
+    # Hovering a cell shows its exact weight and both tokens.
+    cells = attention.locator(".kmha-big canvas")
+    box = cells.bounding_box()
+    rows, cols = len(p["tokens"]["target"]), len(p["tokens"]["source"])
+    r, c = 2, 3
+    cells.hover(
+        position={
+            "x": (c + 0.5) * box["width"] / cols,
+            "y": (r + 0.5) * box["height"] / rows,
+        }
+    )
+    tooltip = page.locator("#kmha-tooltip")
+    tooltip.wait_for(state="visible")
+    weight = p["attention"]["cross"][0][1][r * cols + c] / p["scale"]
+    text = tooltip.inner_text()
+    assert f"weight {weight:.4f}" in text
+    assert p["tokens"]["target"][r] in text and p["tokens"]["source"][c] in text
+    # Clicking a token highlights its row.
+    attention.locator(".kmha-label.row").nth(r).click()
+    assert attention.locator(".kmha-label.row.hl").count() == 1
+    page.locator("#view-attention").scroll_into_view_if_needed()
+    page.screenshot(path=screenshots / "attention.png", full_page=True)
+
+    # Step by step: play one step.
+    page.get_by_role("tab", name="Step by step").click()
+    wait_drawn(page, "steps", p["serial"])
+    steps = page.locator("#view-steps")
+    assert steps.locator("#step-label").inner_text() == f"step 1 of {rows}"
+    steps.locator("#step-play").click()
+    page.wait_for_function(
+        "document.querySelector('#view-steps .kmha-root').dataset.step === '1'"
+    )
+    steps.locator("#step-play").click()  # Pause.
+    step = int(steps.locator(".kmha-root").get_attribute("data-step"))
+    assert step >= 1
+    page.wait_for_timeout(1500)  # Paused: the step stays.
+    assert steps.locator("#step-label").inner_text() == f"step {step + 1} of {rows}"
+    step_rows = steps.locator(".kmha-steprows[data-kind=cross] tbody tr")
+    assert step_rows.count() == 2 * 2  # Every head of every layer.
+    assert steps.locator("#step-output .kmha-chip").count() == step + 1
+
+    # What if: a candidate at this step, and the translation that starts with it.
+    candidate = steps.locator("#step-candidates .kmha-candidate:not(.chosen)").first
+    piece = candidate.get_attribute("data-piece")
+    candidate.click()
+    forced = page.locator("#whatif-forced")
+    forced.wait_for()
+    pieces = forced.locator(".kmha-chip").evaluate_all(
+        "chips => chips.map(c => c.dataset.piece)"
+    )
+    assert pieces[: step + 1] == [*p["tokens"]["target"][:step], piece]
+    assert page.locator("#whatif-original .kmha-chip").count() == rows
+    assert "log-probability" in forced.inner_text()
+    page.screenshot(path=screenshots / "whatif.png", full_page=True)
+
+    # Score a typed translation.
+    page.get_by_role("tab", name="Score your translation").click()
+    page.locator("#own-translation textarea").fill("¿Dónde está la estación de tren?")
+    page.locator("#score").click()
+    score_chips = page.locator("#score-chips .kmha-chip")
+    score_chips.first.wait_for()
+    scored = client.predict(
+        SENTENCE, "¿Dónde está la estación de tren?", TINY_MODEL, api_name="/score"
+    )
+    assert (
+        score_chips.evaluate_all("c => c.map(x => x.dataset.piece)")
+        == (scored["target_tokens"])
+    )
+    summary = page.locator("#score-summary").inner_text()
+    shown = float(re.search(r"log-probability (-?[\d.]+)", summary).group(1))
+    assert shown == pytest.approx(scored["score"], abs=0.011)
+    page.screenshot(path=screenshots / "score.png", full_page=True)
+
+    # The beam: translate with beam search, open the tree, pick a hypothesis.
+    page.get_by_role("tab", name="Beam search").click()
+    page.get_by_label("beam search").check()
+    p = translate(page, SENTENCE)
+    wait_drawn(page, "beam", p["serial"])
+    tree = page.locator("#beam-tree")
+    assert tree.locator(".kmha-node").count() >= len(p["beam"]["steps"])
+    hypotheses = page.locator("#beam-hypotheses button")
+    assert hypotheses.count() == 4  # The default beam size.
+    hypotheses.nth(1).click()
+    page.wait_for_function(
+        "document.querySelector('#view-beam .kmha-root').dataset.drawn.endsWith(':1')"
+    )
+    assert (
+        page.locator("#translation textarea").input_value()
+        == (p["beam"]["hypotheses"][1]["text"])
+    )
+    page.screenshot(path=screenshots / "beam.png", full_page=True)
+
+    # The permalink of what is shown opens the page with that translation.
+    link = page.locator("#permalink").get_attribute("href")
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(link).query)
+    assert query == {
+        "model": [TINY_MODEL],
+        "text": [SENTENCE],
+        "decoding": ["beam"],
+        "beam": ["4"],
+    }
+
+
+def test_a_permalink_opens_with_its_translation(url, client, page, screenshots):
+    text = "The museum is closed on Mondays."
+    query = urllib.parse.urlencode({"model": TINY_MODEL, "text": text})
+    open_page(page, f"{url}?{query}")
+    wait_drawn(page, "attention")
+    expected, _ = client.predict(text, TINY_MODEL, "greedy", 4, api_name="/translate")
+    assert page.locator("#source textarea").input_value() == text
+    assert page.locator("#translation textarea").input_value() == expected
+    assert payload(page)["text"] == text
+    page.screenshot(path=screenshots / "permalink.png")
+
+
+def test_alignment_and_head_statistics_are_drawn(url, page):
+    open_page(page, url)
+    p = translate(page, "Where is the train station?")
+    page.get_by_role("tab", name="Word alignment").click()
+    wait_drawn(page, "alignment", p["serial"])
+    view = page.locator("#view-alignment")
+    assert view.locator(".kmha-word.source").count() == len(
+        p["alignment"]["source_words"]
+    )
+    default = p["alignment"]["methods"][0]
+    assert view.locator("#pharaoh").input_value() == default["links"]
+    view.locator("#align-method").select_option("head:1:0")
+    chosen = next(m for m in p["alignment"]["methods"] if m["id"] == "head:1:0")
+    assert view.locator("#pharaoh").input_value() == chosen["links"]
+    assert view.locator(".kmha-link").count() == len(chosen["links"].split())
+    page.get_by_role("tab", name="Head statistics").click()
+    wait_drawn(page, "heads", p["serial"])
+    table = page.locator("#head-stats tbody tr")
+    assert table.count() == len(p["stats"])
+    # A row opens its head in the Attention tab.
+    table.filter(has_text="cross").nth(3).click()
+    title = page.locator("#view-attention .kmha-big .kmha-hm-title")
+    title.wait_for()
+    assert title.inner_text() == "cross-attention, layer 1, head 1"

@@ -463,6 +463,7 @@
             class: i < p.prefix_length ? "kmha-chip forced" : "kmha-chip",
             title: `p = ${fmt(p.probs[i])}${i < p.prefix_length ? " (forced)" : ""}`,
             style: `background:${probColour(p.probs[i])}`,
+            dataset: { piece },
           },
           piece,
           el("small", { text: fmt(p.probs[i], 2) })
@@ -609,7 +610,11 @@
         const m = matrix(p, sel.kind, sel.layer, sel.head, sel.merge);
         vmax = sel.shared ? kindMax(p, sel.kind, sel.merge) : maxOf(m.data);
         const labelRoom = 130;
-        const cell = Math.max(10, Math.min(38, Math.floor((width - labelRoom - 20) / Math.max(m.cols, 1))));
+        // Cells as large as fit the width, and a long translation's rows
+        // about one screen high.
+        const fitWidth = (width - labelRoom - 20) / Math.max(m.cols, 1);
+        const fitHeight = 640 / Math.max(m.rows, 1);
+        const cell = Math.max(10, Math.min(38, Math.floor(Math.min(fitWidth, fitHeight))));
         body.append(
           heatmap(m, {
             cell,
@@ -911,9 +916,9 @@
           "div",
           { class: "kmha-chips", id: "step-output" },
           pieces.slice(0, step).map((piece, i) =>
-            el("span", { class: i < p.prefix_length ? "kmha-chip forced" : "kmha-chip", text: piece })
+            el("span", { class: i < p.prefix_length ? "kmha-chip forced" : "kmha-chip", text: piece, dataset: { piece } })
           ),
-          el("span", { class: "kmha-chip now", title: "chosen at this step", text: pieces[step] })
+          el("span", { class: "kmha-chip now", title: "chosen at this step", text: pieces[step], dataset: { piece: pieces[step] } })
         );
         const alternatives = p.alternatives[step] || [];
         const chosen = pieces[step];
@@ -1036,6 +1041,7 @@
               class: `kmha-chip${diff[i] ? " diff" : ""}${i < side.prefix_length ? " forced" : ""}`,
               title: `p = ${fmt(side.probs[i])}${i < side.prefix_length ? " (forced)" : ""}`,
               style: `background:${probColour(side.probs[i])}`,
+              dataset: { piece },
             },
             piece,
             el("small", { text: fmt(side.probs[i], 2) })
@@ -1100,6 +1106,7 @@
               class: preferred ? "kmha-chip disagree" : "kmha-chip",
               title: `p = ${fmt(v.probs[i])}`,
               style: `background:${probColour(v.probs[i])}`,
+              dataset: { piece },
             },
             piece,
             el("small", { text: fmt(v.probs[i], 2) }),
@@ -1174,18 +1181,18 @@
       const K = Math.max(...steps.map((s) => s.length), 1);
       const colW = 92;
       const rowH = 42;
-      const width = 70 + steps.length * colW;
+      const width = 96 + steps.length * colW;
       const height = 20 + K * rowH;
-      const x = (t) => 60 + t * colW;
+      const x = (t) => 84 + t * colW;
       const y = (k) => 18 + k * rowH + rowH / 2;
       const drawing = svg("svg", { class: "kmha-tree", id: "beam-tree", width, height, viewBox: `0 0 ${width} ${height}` });
       const edges = svg("g", {});
       const nodes = svg("g", {});
-      nodes.append(svg("text", { x: 10, y: y(0) + 4, class: "kmha-tree-root", text: "<s>" }));
+      nodes.append(svg("text", { x: 8, y: y(0) + 4, class: "kmha-tree-root", text: "<s>" }));
       const status = (owner, finished) => (owner === beam.shown ? "shown" : owner >= 0 ? "kept" : finished ? "finished" : "dropped");
       steps.forEach((step, t) => {
         step.forEach(([parent, piece, score, finished, owner], k) => {
-          const x0 = t === 0 ? 34 : x(t - 1) + 36;
+          const x0 = t === 0 ? 36 : x(t - 1) + 36;
           const y0 = t === 0 ? y(0) : y(parent);
           const cls = status(owner, finished);
           edges.append(svg("path", { d: `M${x0},${y0} C${x0 + 20},${y0} ${x(t) - 56},${y(k)} ${x(t) - 36},${y(k)}`, class: `kmha-edge ${cls}` }));

@@ -100,7 +100,7 @@ class TranslateView:
                     interactive=False,
                     elem_id="translation",
                 )
-                shared.payload = browser_view("summary", elem_id="summary")
+                shared.payload = browser_view("summary")
                 shared.info = gr.Markdown(elem_id="translation-info")
         self.examples = gr.Dataset(
             components=[self.source],
