@@ -2,6 +2,8 @@
 MCP server on), called through `gradio_client` for every public endpoint,
 concurrently, with bad input, and through the MCP schema."""
 
+import ast
+import asyncio
 import concurrent.futures
 import json
 import urllib.request
@@ -114,6 +116,29 @@ def test_mcp_tools_are_the_endpoints_with_their_docstrings(url):
     assert "model's own translation" in properties["target"]["description"]
     assert "Pharaoh" in tools["align"]["description"]
     assert properties["method"]["default"] == "shift-att"
+
+
+def test_an_mcp_client_calls_a_tool(url):
+    mcp = pytest.importorskip("mcp")
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def session():
+        async with streamable_http_client(f"{url}gradio_api/mcp/") as streams:
+            async with mcp.ClientSession(streams[0], streams[1]) as client:
+                await client.initialize()
+                tools = await client.list_tools()
+                result = await client.call_tool(
+                    "align",
+                    {"source": SENTENCE, "target": "¿Dónde está?", "model": TINY_MODEL},
+                )
+                return {tool.name for tool in tools.tools}, result
+
+    names, result = asyncio.run(session())
+    assert names == {"translate", "score", "align", "attention"}
+    assert not result.isError
+    answer = ast.literal_eval(result.content[0].text)  # The dict's repr.
+    assert answer["target_words"] == ["¿Dónde", "está?"]
+    assert len(from_pharaoh(answer["links"])) == 2
 
 
 def test_sixteen_concurrent_calls(url):
