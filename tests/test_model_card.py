@@ -180,6 +180,12 @@ def test_make_portable_replaces_machine_paths(metrics):
         "python -m training.evaluate runs/en-es --split test --beam-size 4"
     )
     assert test["machine"] == "x86_64"
+    # Relative folders are portable already and stay.
+    metrics["evaluation"]["test_beam4"]["command"] = (
+        "python -m training.evaluate saved_models/en-es --split test --beam-size 4"
+    )
+    kept = card_lib.make_portable(metrics, "en-es")["evaluation"]["test_beam4"]
+    assert kept["command"].split()[3] == "saved_models/en-es"
     assert portable["domain"] == "everyday sentences"
     assert portable["examples"] == list(recipes_lib.load_recipe("en-es").examples)
     assert not NOT_PORTABLE.search(json.dumps(portable))

@@ -455,8 +455,14 @@ def write_model_card(model_dir):
 
 
 # ------------------------------------------------------------ portable
+def _portable_folder(folder, name):
+    """An absolute (machine) folder as `runs/NAME`; a relative one as it is."""
+    return f"runs/{name}" if pathlib.PurePath(folder).is_absolute() else folder
+
+
 def _portable_command(command, name, program):
-    """`command` with its model folder as `runs/NAME` and no `--data-dir`."""
+    """`command` without `--data-dir` and with an absolute model folder
+    (`--out` of training, the folder argument of evaluation) as `runs/NAME`."""
     words = shlex.split(command)
     portable = []
     index = 0
@@ -469,14 +475,11 @@ def _portable_command(command, name, program):
             index += 1
             continue
         portable.append(word)
-        if word == "--out" and index + 1 < len(words):
-            portable.append(f"runs/{name}")
+        following = words[index + 1] if index + 1 < len(words) else "-"
+        # `--out FOLDER` of training, `training.evaluate FOLDER` of evaluation.
+        if word in ("--out", program) and not following.startswith("-"):
+            portable.append(_portable_folder(following, name))
             index += 1
-        elif word == program and index + 1 < len(words):
-            following = words[index + 1]
-            if not following.startswith("-"):  # The model folder argument.
-                portable.append(f"runs/{name}")
-                index += 1
         index += 1
     return shlex.join(portable)
 
@@ -484,15 +487,16 @@ def _portable_command(command, name, program):
 def make_portable(metrics, name):
     """A copy of `metrics` without machine paths, as a repository ships it.
 
-    The run's output folder becomes `runs/NAME` (in `config.out`, the
-    training command and the evaluation commands), `config.data_dir` and
+    An absolute output folder becomes `runs/NAME` (in `config.out`, the
+    training command and the evaluation commands; relative ones such as
+    `saved_models/NAME` stay as they are), `config.data_dir` and
     `--data-dir` are dropped (the corpora are found as `training.data`
     describes), evaluations keep the machine type only, and the domain and
     the recipe's examples are filled in when missing.
     """
     metrics = copy.deepcopy(metrics)
     config = metrics["config"]
-    config["out"] = f"runs/{name}"
+    config["out"] = _portable_folder(config["out"], name)
     config["data_dir"] = None
     if not config.get("recipe") and name in recipes_lib.names():
         config["recipe"] = name
