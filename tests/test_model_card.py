@@ -4,6 +4,8 @@ import copy
 import json
 import pathlib
 import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -137,7 +139,7 @@ def test_recipe_examples_are_listed(metrics):
     metrics["examples"] = ["Where is the train station?", "I like cats."]
     text = card_lib.model_card(metrics, "en-es-tiny")
     assert "- Where is the train station?\n- I like cats.\n" in text
-    assert 'translate("Where is the train station?"' in text
+    assert 'text = "Where is the train station?"' in text
 
 
 @pytest.mark.parametrize(
@@ -205,3 +207,14 @@ def test_shipped_cards_are_generated_from_portable_metrics(folder):
     recipe = recipes_lib.load_recipe(metrics["config"]["recipe"])
     assert metrics["examples"] == list(recipe.examples)
     assert set(front_matter(card)) >= {"library_name", "license", "model-index"}
+
+
+def test_shipped_cards_code_blocks_are_formatted():
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed")
+    cards = [str(folder / "model_card.md") for folder in SHIPPED]
+    result = subprocess.run(
+        [ruff, "format", "--check", *cards], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
