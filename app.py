@@ -2,16 +2,18 @@
 http://127.0.0.1:7860.
 
 Loads every folder of `saved_models/` (or `$KERAS_MHA_MODELS_DIR`) that holds
-a `model.keras`, compiles the searches for the common shapes so that the
-first visitor waits no longer than the next, and launches the page that
-`explorer.build_demo` builds. On JAX, compiled searches are kept in a
-persistent cache (`$KERAS_MHA_JAX_CACHE`, default `~/.cache/keras-mha/jax`),
-so that a restart compiles nothing.
+a `model.keras`, compiles the default model's searches for the common shapes
+so that the first visitor waits no longer than the next, launches the page
+that `explorer.build_demo` builds, and compiles the other models' searches
+in the background. On JAX, compiled searches are kept in a persistent cache
+(`$KERAS_MHA_JAX_CACHE`, default `~/.cache/keras-mha/jax`), so that a
+restart compiles nothing.
 """
 
 import logging
 import os
 import pathlib
+import threading
 import time
 
 MODELS_DIR = pathlib.Path(os.environ.get("KERAS_MHA_MODELS_DIR", "saved_models"))
@@ -39,16 +41,26 @@ def main():
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     enable_compilation_cache()
     from explorer import build_demo, load_models, read_model_cards
+    from explorer.models import default_model
 
-    translators, failures = load_models(MODELS_DIR)
     start = time.perf_counter()
+    translators, failures = load_models(MODELS_DIR)
     demo = build_demo(translators, failures, read_model_cards(MODELS_DIR, translators))
-    demo.service.warm_up()
+    first = default_model(translators)
+    if first:
+        demo.service.warm_up([first])
     logger.info(
-        "%d model(s) loaded and warmed up in %.1f s",
+        "%d model(s) loaded, %s warmed up, in %.1f s",
         len(translators),
+        first,
         time.perf_counter() - start,
     )
+    # The others meanwhile: a request for one of them waits for its warm-up
+    # (it holds the model's lock), as it would have waited to compile.
+    others = [name for name in translators if name != first]
+    threading.Thread(
+        target=demo.service.warm_up, args=(others,), name="warm-up", daemon=True
+    ).start()
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
 
 

@@ -185,7 +185,7 @@ def whatif_ms(page, step):
 
 
 def screenshots(page, folder):
-    """A picture of each view, with the last translation."""
+    """A picture of the page's top and of each view, with the last translation."""
     folder.mkdir(parents=True, exist_ok=True)
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=folder / "translate.png")
@@ -198,9 +198,8 @@ def screenshots(page, folder):
         ("Head statistics", "heads"),
     ]:
         page.get_by_role("tab", name=tab).click()
-        page.locator("#explorer-tabs").scroll_into_view_if_needed()
         page.wait_for_timeout(300)
-        page.screenshot(path=folder / f"{name}.png", full_page=True)
+        page.locator("#explorer-tabs").screenshot(path=folder / f"{name}.png")
 
 
 def run_worker(args, settings):

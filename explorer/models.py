@@ -97,16 +97,22 @@ def examples(translator):
     return own or list(EXAMPLES.get(domain(translator), EXAMPLES[EVERYDAY]))
 
 
-def model_label(translator):
-    """Dropdown label, e.g. "English → Spanish (en-es, BLEU 35.1)"."""
-    card = translator.card
-    details = [translator.name]
+def bleu(translator):
+    """The card's headline BLEU: the test split's, with the widest beam."""
     evaluations = sorted(
-        (card.get("evaluation") or {}).values(),
+        (translator.card.get("evaluation") or {}).values(),
         key=lambda e: (e.get("split") == "test", e.get("beam_size", 1)),
     )
     if evaluations and "bleu" in evaluations[-1]:
-        details.append(f"BLEU {float(evaluations[-1]['bleu']):.1f}")
+        return float(evaluations[-1]["bleu"])
+    return None
+
+
+def model_label(translator):
+    """Dropdown label, e.g. "English → Spanish (en-es, BLEU 35.1)"."""
+    details = [translator.name]
+    if bleu(translator) is not None:
+        details.append(f"BLEU {bleu(translator):.1f}")
     pair = languages(translator)
     if pair:
         return f"{pair[0]} → {pair[1]} ({', '.join(details)})"
@@ -114,11 +120,13 @@ def model_label(translator):
 
 
 def default_model(translators):
-    """The general-purpose model: everyday sentences first, captions last."""
+    """The model the page opens with: one trained on everyday sentences
+    (the best-scoring of them), a caption model only if nothing else."""
 
     def rank(name):
         kind = domain(translators[name])
-        return (kind != EVERYDAY, kind == CAPTIONS, name)
+        score = bleu(translators[name])
+        return (kind != EVERYDAY, kind == CAPTIONS, -(score or 0.0), name)
 
     return min(translators, key=rank) if translators else None
 

@@ -171,11 +171,15 @@ class Service:
             raise user_error(error) from error
         return translation, time.perf_counter() - start
 
-    def warm_up(self, source_lengths=(16, 32), beam_size=4):
-        """Compiles what the app runs (greedy, beam search, scoring) for
-        sources of up to `source_lengths` pieces, before the first request."""
-        for name, translator in self.translators.items():
-            translator.warmup(source_lengths=source_lengths, top_k=TOP_K)
-            for length in source_lengths:
-                self.translate("a " * (length - 2), name, "beam", beam_size)
-            self.score("a b", "a b", name)
+    def warm_up(self, names=None, source_lengths=(16, 32), beam_size=4):
+        """Compiles what the app runs (greedy for sources of up to
+        `source_lengths` pieces, beam search and scoring for the shortest)
+        for the models `names` (default: all), before their first request."""
+        for name in self.translators if names is None else names:
+            with self.locks[name]:
+                self.translators[name].warmup(
+                    source_lengths=source_lengths, top_k=TOP_K
+                )
+            text = "a " * (min(source_lengths) - 2)
+            self.translate(text, name, "beam", beam_size)
+            self.score(text, text, name)

@@ -154,9 +154,12 @@ def test_domains_examples_and_the_default_model():
     assert models.examples(own) == ["The contract ends."]
     assert models.examples(captions) == models.EXAMPLES[models.CAPTIONS]
     assert "captions" in models.domain_markdown(captions)
-    # The caption model sorts first by name but is never the default.
+    # The caption model sorts first by name but is never the default; among
+    # everyday-sentence models the best-scoring one is.
+    better = fake("en-es", dataset="spa-eng", evaluation={"t": {"bleu": 46.0}})
     choices = {"a-captions": captions, "en-fr": everyday, "x": own}
     assert models.default_model(choices) == "en-fr"
+    assert models.default_model({**choices, "en-es": better}) == "en-es"
     assert models.default_model({"a": captions, "x": own}) == "x"
     assert models.default_model({}) is None
 

@@ -169,6 +169,10 @@ def test_a_visit_through_every_view(url, client, page, screenshots):
     assert attention.locator(".kmha-label.row.hl").count() == 1
     page.locator("#view-attention").scroll_into_view_if_needed()
     page.screenshot(path=screenshots / "attention.png", full_page=True)
+    # A download is made when asked for.
+    attention.get_by_role("button", name="this head (.png)").click()
+    download = page.locator("#export-file").get_by_text("cross_layer0_head1")
+    download.wait_for()
 
     # Step by step: play one step.
     page.get_by_role("tab", name="Step by step").click()

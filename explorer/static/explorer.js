@@ -386,6 +386,7 @@
       sel.head = Math.min(sel.head, H - 1);
     }
     sel.highlight = null;
+    store.views = store.views.filter((v) => v.root.isConnected);
     for (const view of store.views) if (view.draw) safely(view, () => view.draw(store.payload));
   }
 
@@ -422,6 +423,8 @@
     const view = Object.assign({ name, root, emit: emitters || {}, dirty: false }, factory(root, emitters || {}));
     view.name = name;
     view.root = root;
+    // A component Gradio rendered again replaces its old view.
+    store.views = store.views.filter((v) => v.root.isConnected);
     store.views.push(view);
     // Redraw a view that changed while hidden, or whose width changed.
     let lastWidth = 0;
