@@ -184,11 +184,21 @@ def whatif_ms(page, step):
     return page.evaluate("window.kmhaDone - window.kmhaStart")
 
 
-def screenshots(page, folder):
+# A person's translation of SENTENCES[0], by target language, for the
+# picture of the scoring view.
+REFERENCES = {
+    "es": "Mi hermano olvidó su paraguas en la estación ayer por la tarde.",
+    "de": "Mein Bruder hat gestern Abend seinen Regenschirm am Bahnhof vergessen.",
+    "fr": "Mon frère a oublié son parapluie à la gare hier soir.",
+}
+
+
+def screenshots(page, folder, model):
     """A picture of the page's top and of each view, with the last translation."""
     folder.mkdir(parents=True, exist_ok=True)
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=folder / "translate.png")
+    tabs = page.locator("#explorer-tabs")
     for tab, name in [
         ("Attention", "attention"),
         ("Token lines", "lines"),
@@ -198,8 +208,18 @@ def screenshots(page, folder):
         ("Head statistics", "heads"),
     ]:
         page.get_by_role("tab", name=tab).click()
+        if name == "steps":
+            whatif_ms(page, 2)
         page.wait_for_timeout(300)
-        page.locator("#explorer-tabs").screenshot(path=folder / f"{name}.png")
+        tabs.screenshot(path=folder / f"{name}.png")
+    reference = REFERENCES.get(model.rsplit("-", 1)[-1])
+    if reference:
+        page.get_by_role("tab", name="Score your translation").click()
+        page.locator("#own-translation textarea").fill(reference)
+        page.locator("#score").click()
+        page.locator("#score-chips").wait_for()
+        page.wait_for_timeout(300)
+        tabs.screenshot(path=folder / "score.png")
 
 
 def run_worker(args, settings):
@@ -243,7 +263,7 @@ def run_worker(args, settings):
             if args.screenshots and backend == args.backends[0]:
                 page.get_by_label("beam search").check()
                 translate_ms(page, SENTENCES[0])
-                screenshots(page, pathlib.Path(args.screenshots))
+                screenshots(page, pathlib.Path(args.screenshots), args.model)
             browser.close()
         server.check_alive()
     for key in (

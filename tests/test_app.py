@@ -552,8 +552,14 @@ def test_a_permalink_opens_the_page_with_its_translation(views, shared):
 
 
 def test_a_page_without_a_link_translates_nothing(views, shared):
-    updates = views["translate"].open_link(link())
+    view = views["translate"]
+    updates = view.open_link(link())
     assert shared.state not in updates and shared.payload not in updates
+    assert view.model not in updates
+    # A model alone is chosen, with its domain, and nothing is translated.
+    updates = view.open_link(link(model=TINY_MODEL))
+    assert updates[view.model] == TINY_MODEL and view.model_info in updates
+    assert shared.state not in updates
 
 
 def test_a_broken_permalink_warns_and_serves_the_page(views, shared):

@@ -167,23 +167,25 @@ class TranslateView:
         return updates
 
     def open_link(self, request: gr.Request):
-        """Page load: `?model=...&text=...[&decoding=beam&beam=4]` translates."""
+        """Page load: `?model=...` picks the model; with `&text=...` (and
+        `&decoding=beam&beam=4`) the page opens with that translation."""
         params = dict(request.query_params) if request else {}
+        model = params.get("model")
         text = params.get("text", "")
-        if not text.strip():
-            return {self.source: gr.update()}  # Nothing to do.
-        model = params.get("model") or models.default_model(self.translators)
-        decoding = params.get("decoding", "greedy")
-        beam_size = params.get("beam", 4)
-        updates = {self.source: text}
+        updates = {self.source: gr.update()}  # Named updates, maybe none.
         if model in self.translators:
             updates[self.model] = model
             updates.update(self.choose_model(model))
+        if not text.strip():
+            return updates
+        model = model or models.default_model(self.translators)
+        decoding = params.get("decoding", "greedy")
+        updates[self.source] = text
         if decoding in ("greedy", "beam"):
             updates[self.decoding] = decoding
             updates[self.beam_size] = gr.update(visible=decoding == "beam")
         try:
-            updates.update(self.translate(text, model, decoding, beam_size))
+            updates.update(self.translate(text, model, decoding, params.get("beam", 4)))
         except gr.Error as error:
             gr.Warning(error.message)
         return updates
