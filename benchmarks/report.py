@@ -85,8 +85,23 @@ SECTIONS = {
         "a single request's latency is Gradio's queue and the client's "
         "polling; the server's own translation time is shown separately.",
     ),
+    "bench_browser": (
+        "The page in a browser",
+        "Debian's Chromium driven by Playwright against a live app on the "
+        "shipped `en-es` model: click Translate until every view is drawn "
+        "(a sentence of about ten words), switch head and layer, change the "
+        "playback step (all drawn in the page from data sent once, no server "
+        "request), and click an alternative so the server decodes again with "
+        "that forced prefix.",
+    ),
 }
-ORDER = ("bench_attention", "bench_training", "bench_decoding", "bench_app")
+ORDER = (
+    "bench_attention",
+    "bench_training",
+    "bench_decoding",
+    "bench_app",
+    "bench_browser",
+)
 
 
 def portable_command(command):
