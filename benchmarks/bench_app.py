@@ -13,7 +13,8 @@ the first successful `/translate` answer with an empty compilation cache
 (`KERAS_MHA_JAX_CACHE`, a temporary folder). Cold start: the same for a
 second process on that cache, as every start after a deployment's first (on
 TensorFlow, which has no such cache, the two are alike). Then, on that
-second server, for each number of clients, that many `gradio_client`
+second server, once its background warm-up of the other models has
+finished, for each number of clients, that many `gradio_client`
 clients (each its own `Client`, each in its own thread, loopback only) send
 a bounded number of `/translate` (greedy) and then `/attention` requests,
 after one untimed request per sentence and endpoint. Latency is measured
@@ -160,6 +161,8 @@ def run_worker(args, settings):
             seconds = cold_start(server, args.model, settings)
             result["cold_start_seconds"] = round(seconds, 2)
             harness.log(f"[{backend}] cold start {seconds:.1f} s")
+            # Latency without the background warm-up of the other models.
+            server.wait_for_output("warm-up finished", settings.startup_timeout)
             result["levels"] = measure_levels(server, args.model, settings, backend)
             result["memory"] = server.memory_mb()
         harness.log(f"[{backend}] memory {result['memory']}")

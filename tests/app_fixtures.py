@@ -130,6 +130,16 @@ class LiveServer:
                     ) from None
                 time.sleep(0.2)
 
+    def wait_for_output(self, text, timeout=300):
+        """Returns once the server has printed `text` (e.g. a log line)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output(chars=10**6):
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{text!r} not printed in {timeout} s")
+            time.sleep(0.2)
+        return self
+
     def pids(self):
         """The server's pid and those of all its descendants."""
         pids, queue = [], [self.process.pid]
