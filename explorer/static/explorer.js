@@ -173,8 +173,8 @@
     );
   }
 
-  function checkbox(label, checked, onChange, id) {
-    const input = el("input", { type: "checkbox", id });
+  function checkbox(label, checked, onChange, name) {
+    const input = el("input", { type: "checkbox", class: name });
     input.checked = checked;
     input.addEventListener("change", () => onChange(input.checked));
     return el("label", { class: "kmha-check" }, input, label);
@@ -1330,10 +1330,15 @@
       const copy = el("button", { type: "button", class: "kmha-btn", text: "Copy", onclick: () => copyText(current.links, copy) });
       fill(root,
         el("div", { class: "kmha-toolbar" }, el("label", { class: "kmha-group-label", for: "align-method", text: "Method" }), picker),
+        el(
+          "div",
+          { class: "kmha-pharaoh" },
+          el("span", { class: "kmha-group-label", text: "Pharaoh (source-target word indices)" }),
+          text,
+          copy
+        ),
         el("div", { class: "kmha-scroll" }, drawing),
-        el("div", { class: "kmha-row" },
-          el("div", { class: "kmha-scroll" }, table),
-          el("div", { class: "kmha-pharaoh" }, el("div", { class: "kmha-group-label", text: "Pharaoh (source-target word indices)" }), text, copy))
+        el("div", { class: "kmha-scroll" }, table)
       );
       drawn(this, `${p.serial}:${method}`);
     },
