@@ -68,6 +68,12 @@ def browser_view(name, events=(), value=None, elem_id=None, **kwargs):
     )
 
 
+def event_data(event):
+    """The dict a renderer sent with `trigger(name, data)` (`{}` if none)."""
+    data = event._data if isinstance(event, gr.EventData) else None
+    return data if isinstance(data, dict) else {}
+
+
 @dataclasses.dataclass
 class Shared:
     """What the views share: the service, the session state and the

@@ -6,7 +6,7 @@ import gradio as gr
 
 from explorer import exports
 from explorer.service import friendly_errors, user_error
-from explorer.views import browser_view
+from explorer.views import browser_view, event_data
 
 NOTE = (
     "**How to read this.** Each heatmap is one attention head: row *t* shows "
@@ -42,7 +42,7 @@ class AttentionView:
         """A download button of the renderer: writes the file asked for."""
         if state is None:
             raise user_error("Translate something first.")
-        request = getattr(event, "_data", None) or {}
+        request = event_data(event)
         try:
             path = exports.export(
                 state.translation,

@@ -5,7 +5,7 @@ import gradio as gr
 
 from explorer import payload
 from explorer.service import friendly_errors, user_error
-from explorer.views import browser_view
+from explorer.views import browser_view, event_data
 
 
 class BeamView:
@@ -34,7 +34,7 @@ class BeamView:
         """Shows hypothesis `index` of the beam in every view."""
         if state is None:
             raise user_error("Translate something first.")
-        data = getattr(event, "_data", None) or {}
+        data = event_data(event)
         try:
             state = state.show(int(data.get("index")))
         except (TypeError, ValueError, IndexError) as error:

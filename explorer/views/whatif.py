@@ -5,7 +5,7 @@ import gradio as gr
 
 from explorer import payload
 from explorer.service import TOP_K, friendly_errors, user_error
-from explorer.views import browser_view
+from explorer.views import browser_view, event_data
 from keras_mha.tokens import EOS
 
 
@@ -72,7 +72,7 @@ class WhatIfView:
         """A candidate clicked at step `t`: the output up to `t`, then it."""
         if state is None:
             raise user_error("Translate something first.")
-        data = getattr(event, "_data", None) or {}
+        data = event_data(event)
         pieces = state.translation.target_tokens
         try:
             step = int(data.get("step"))
