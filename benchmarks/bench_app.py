@@ -54,8 +54,8 @@ SENTENCES = (
 )
 
 
-# The app's API (app.py `api_translate` and `api_attention`), in one place:
-# adjust these two calls when the handlers' arguments change.
+# The app's API (`translate` and `attention` of explorer/api.py), in one
+# place: adjust these two calls when the endpoints' arguments change.
 def call_translate(client, text, model):
     return client.submit(text, model, "greedy", 1, api_name="/translate")
 
