@@ -155,7 +155,8 @@ SHIPPED_EN_DE = pathlib.Path(__file__).parents[1] / "saved_models" / "en-de-mult
 
 
 @pytest.mark.skipif(
-    not (SHIPPED_EN_DE / "model.keras").exists(), reason="no shipped en-de-multi30k model"
+    not (SHIPPED_EN_DE / "model.keras").exists(),
+    reason="no shipped en-de-multi30k model",
 )
 def test_beam_search_stops_once_no_live_beam_can_win():
     # A trained model ends its hypotheses (the tiny fixture model never
