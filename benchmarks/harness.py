@@ -9,7 +9,6 @@ measures on the one backend it was started with.
 """
 
 import argparse
-import datetime
 import importlib.metadata
 import json
 import os
@@ -274,23 +273,52 @@ def write_results(name, args, settings, backends, table, summary=None):
     else:
         path = RESULTS_DIR / f"{name}{'.quick' if args.quick else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "benchmark": name,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"
-        ),
-        "command": shlex.join(sys.orig_argv),
-        "quick": args.quick,
-        "machine": machine_info(),
-        "settings": settings,
-        "summary": summary or {},
-        "table": table,
-        "backends": backends,
-    }
+    payload = portable(
+        {
+            "benchmark": name,
+            "command": shlex.join(sys.orig_argv),
+            "quick": args.quick,
+            "machine": machine_info(),
+            "settings": settings,
+            "summary": summary or {},
+            "table": table,
+            "backends": backends,
+        }
+    )
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def portable(value):
+    """`value` with no paths of this machine: a result describes itself by
+    its command and machine, as a reader runs it from the repository root.
+
+    Paths under the repository become relative (`saved_models/en-es`), other
+    absolute paths their last component (`baseline`), the Python executable
+    `python`; strings in lists and dicts are rewritten recursively.
+    """
+    if isinstance(value, dict):
+        return {key: portable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [portable(item) for item in value]
+    if not isinstance(value, str) or "/" not in value:
+        return value
+    words = value.split(" ")
+    for index, word in enumerate(words):
+        if not word.startswith("/"):
+            continue
+        path = pathlib.Path(word)
+        if path.name.startswith("python"):
+            words[index] = "python"
+        elif path.is_relative_to(ROOT):
+            words[index] = str(path.relative_to(ROOT)) or "."
+        elif path.is_relative_to(ROOT.parent):
+            words[index] = str(pathlib.Path("..") / path.relative_to(ROOT.parent))
+        else:
+            words[index] = path.name
+    return " ".join(words)
 
 
 def exit_code(backends):
