@@ -32,6 +32,17 @@ from keras_mha.masks import padding_mask
 NEG_INF = -1e9
 
 
+def check_integer(name, value, minimum):
+    """Raises a Keras-style `ValueError` unless `value` is an int >= `minimum`
+    (0 or 1)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        expected = "a positive" if minimum else "a non-negative"
+        raise ValueError(
+            f"Received an invalid value for argument `{name}`, expected "
+            f"{expected} integer. Received: {name}={value!r}"
+        )
+
+
 def _write(history, rows, index, axis):
     """`history[..., index, ...] = rows` along `axis` (a cache-style write)."""
     start = [0] * len(history.shape)
@@ -98,16 +109,8 @@ class Search:
         return_attention=True,
         return_beam=False,
     ):
-        if not isinstance(max_length, int) or max_length < 1:
-            raise ValueError(
-                "Received an invalid value for argument `max_length`, expected "
-                f"a positive integer. Received: max_length={max_length}"
-            )
-        if not isinstance(top_k, int) or top_k < 0:
-            raise ValueError(
-                "Received an invalid value for argument `top_k`, expected a "
-                f"non-negative integer. Received: top_k={top_k}"
-            )
+        check_integer("max_length", max_length, minimum=1)
+        check_integer("top_k", top_k, minimum=0)
         self.max_length = max_length
         self.bos_id = bos_id
         self.eos_id = eos_id
@@ -357,11 +360,7 @@ class BeamSearch(Search):
 
     def __init__(self, beam_size=4, length_penalty=0.6, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(beam_size, int) or beam_size < 1:
-            raise ValueError(
-                "Received an invalid value for argument `beam_size`, expected "
-                f"a positive integer. Received: beam_size={beam_size}"
-            )
+        check_integer("beam_size", beam_size, minimum=1)
         self.beam_size = beam_size
         self.length_penalty = length_penalty
 

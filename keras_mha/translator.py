@@ -20,6 +20,7 @@ from keras_mha.decoding import (
     NEG_INF,
     BeamSearch,
     GreedySearch,
+    check_integer,
     compile_search,
     teacher_forced_scores,
 )
@@ -335,11 +336,7 @@ class Translator:
         )
         if isinstance(text_or_texts, str):
             return self.translate([text_or_texts], prefix=[prefix], **options)[0]
-        if not isinstance(beam_size, int) or beam_size < 1:
-            raise ValueError(
-                "Received an invalid value for argument `beam_size`, expected a "
-                f"positive integer. Received: beam_size={beam_size!r}"
-            )
+        check_integer("beam_size", beam_size, minimum=1)
         if not 1 <= n_best <= beam_size:
             raise ValueError(
                 f"`n_best` must be between 1 and beam_size={beam_size}. "
@@ -377,11 +374,7 @@ class Translator:
 
     def _check_top_k(self, top_k):
         """`top_k`, validated and capped at the vocabulary size."""
-        if not isinstance(top_k, int) or top_k < 0:
-            raise ValueError(
-                "Received an invalid value for argument `top_k`, expected a "
-                f"non-negative integer. Received: top_k={top_k!r}"
-            )
+        check_integer("top_k", top_k, minimum=0)
         return min(top_k, self.model.target_vocabulary_size)
 
     def _prefix_ids(self, prefix, count, max_length):
