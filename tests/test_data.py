@@ -442,3 +442,59 @@ def test_numpy_batches_drop_remainders_and_reshuffle_each_epoch(pairs):
     assert [b[0].tolist() for b in collect_numpy(again)] == [
         b[0].tolist() for b in first
     ]
+
+
+# Training mixes.
+
+
+def test_a_mix_repeats_each_part_after_its_length_filter():
+    everyday = data.load_pairs("spa-eng", "train", FIXTURES)
+    long = [pair for pair in everyday if len(pair[0].split()) >= 6]
+    mix = [{"dataset": "spa-eng"}, {"dataset": "spa-eng", "min_words": 6, "repeat": 2}]
+    pairs, stats = data.load_mix(mix, "train", FIXTURES)
+    assert pairs == everyday + long + long
+    assert 0 < len(long) < len(everyday)
+    assert stats == {
+        "spa-eng[0]": {"read": 56, "kept": 56, "repeat": 1, "pairs": 56},
+        "spa-eng[1]": {
+            "read": 56,
+            "kept": len(long),
+            "repeat": 2,
+            "pairs": 2 * len(long),
+        },
+    }
+
+
+def test_a_mix_validates_on_each_corpus_once_unfiltered():
+    mix = [{"dataset": "spa-eng"}, {"dataset": "spa-eng", "min_words": 6, "repeat": 2}]
+    pairs, stats = data.load_mix(mix, "valid", FIXTURES)
+    assert pairs == data.load_pairs("spa-eng", "valid", FIXTURES)
+    assert list(stats) == ["spa-eng"]
+
+
+def test_a_mix_of_two_corpora_keeps_both():
+    mix = [{"dataset": "multi30k-en-de", "max_words": 8}, {"dataset": "multi30k-en-de"}]
+    captions = data.load_pairs("multi30k-en-de", "train", FIXTURES)
+    pairs, _ = data.load_mix(mix, "train", FIXTURES)
+    short = [pair for pair in captions if len(pair[0].split()) <= 8]
+    assert pairs == short + captions
+
+
+@pytest.mark.parametrize(
+    "mix, message",
+    [
+        ([{"repeat": 2}], "needs `dataset`"),
+        ([{"dataset": "spa-eng", "weight": 2}], "needs `dataset`"),
+        ([{"dataset": "spa-eng", "repeat": 0}], "expected an integer >= 1"),
+        ([{"dataset": "spa-eng", "min_words": -1}], "expected an integer >= 0"),
+        ([{"dataset": "spa-eng", "repeat": 1.5}], "expected an integer >= 0"),
+        ([{"dataset": "klingon"}], "Received: dataset='klingon'"),
+        (
+            [{"dataset": "spa-eng"}, {"dataset": "multi30k-en-de"}],
+            "same languages",
+        ),
+    ],
+)
+def test_a_bad_mix_is_refused_with_a_clear_message(mix, message):
+    with pytest.raises(ValueError, match=message):
+        data.parse_mix(mix)

@@ -128,8 +128,11 @@ def test_sections_come_in_order_and_hold_the_facts(metrics):
     positions = [text.index(f"\n{section}\n") for section in SECTIONS]
     assert positions == sorted(positions)
     assert "## Domain\n\nEveryday sentences." in text
-    assert "| test | greedy | 10 (12) | 12.5 | 30.25 | 1.5 |" in text
-    assert "| valid | beam 4, α=0.6 | 10 (12) | 11.5 | 30.0 | 1.5 |" in text
+    assert "| `spa-eng` | test | greedy | 10 (12) | 12.5 | 30.25 | – | 1.5 |" in text
+    assert (
+        "| `spa-eng` | valid | beam 4, α=0.6 | 10 (12) | 11.5 | 30.0 | – | 1.5 |"
+        in text
+    )
     assert f"```bash\n{metrics['command']}\n```" in text
     assert "| I love you. | Te quiero. | Te amo. |" in text
     assert "40 epochs" in text and f"{metrics['steps']:,} steps" in text
@@ -202,8 +205,11 @@ def test_shipped_cards_are_generated_from_portable_metrics(folder):
     assert card_lib.make_portable(metrics, folder.name) == metrics
     for text in (card, json.dumps(metrics, ensure_ascii=False)):
         assert not NOT_PORTABLE.search(text), NOT_PORTABLE.search(text)
-    info = data_lib.get_dataset_info(metrics["dataset"])
-    assert metrics["domain"] == info.domain
+    corpora = [p["dataset"] for p in metrics["config"].get("mix") or []]
+    domains = [
+        data_lib.get_dataset_info(d).domain for d in corpora or [metrics["dataset"]]
+    ]
+    assert metrics["domain"] == " and ".join(dict.fromkeys(domains))
     recipe = recipes_lib.load_recipe(metrics["config"]["recipe"])
     assert metrics["examples"] == list(recipe.examples)
     assert set(front_matter(card)) >= {"library_name", "license", "model-index"}
@@ -218,3 +224,52 @@ def test_shipped_cards_code_blocks_are_formatted():
         [ruff, "format", "--check", *cards], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_mixed_model_card_names_every_corpus_and_the_mix(metrics):
+    metrics.update(dataset="deu-eng", languages=["en", "de"])
+    metrics["config"]["mix"] = [
+        {"dataset": "deu-eng", "repeat": 1, "min_words": 0, "max_words": None},
+        {"dataset": "multi30k-en-de", "repeat": 2, "min_words": 0, "max_words": None},
+    ]
+    metrics["train_mix"] = {
+        "deu-eng": {"read": 100, "kept": 100, "repeat": 1, "pairs": 100},
+        "multi30k-en-de": {"read": 30, "kept": 30, "repeat": 2, "pairs": 60},
+    }
+    metrics["domain"] = "everyday sentences and image captions"
+    text = card_lib.model_card(metrics, "en-de")
+    assert "the `deu-eng` pairs of Tatoeba" in text
+    assert "the `multi30k-en-de` pairs of Multi30k" in text
+    assert "| `multi30k-en-de` | 30 | 30 | 2 | 60 |" in text
+    assert "Short everyday sentences and phrases (Tatoeba) and" in text
+    pytest.importorskip("yaml")
+    assert front_matter(text)["datasets"] == [
+        "Helsinki-NLP/tatoeba",
+        "bentrevett/multi30k",
+    ]
+
+
+def test_results_name_the_test_set_and_show_lengths_and_repeats(metrics):
+    metrics.update(dataset="deu-eng", languages=["en", "de"])
+    other = evaluation("test", 1, 20.5, 45.0)
+    other.update(dataset="multi30k-en-de", repeated_trigram_percent=1.5)
+    other["by_length"] = {
+        "≤ 6": {"sources": 2, "bleu": 30.0, "chrf": 50.0},
+        "≥ 11": {"sources": 8, "bleu": 18.25, "chrf": 44.0},
+    }
+    metrics["evaluation"]["multi30k-en-de:test_beam1"] = other
+    text = card_lib.model_card(metrics, "en-de")
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    # The model's own corpus first, then the other test set.
+    assert rows[0].startswith("| `deu-eng` | test | greedy |")
+    assert "| `multi30k-en-de` | test | greedy | 10 (12) | 20.5 | 45.0 | 1.5 |" in text
+    assert (
+        "| `multi30k-en-de` | test | greedy | 30.0 (50.0), 2 sources | "
+        "18.25 (44.0), 8 sources |" in text
+    )
+    pytest.importorskip("yaml")
+    datasets = [
+        (r["dataset"]["name"], r["dataset"]["split"])
+        for r in front_matter(text)["model-index"][0]["results"]
+    ]
+    assert datasets[-1] == ("Multi30k (task 1) multi30k-en-de", "test_2016_flickr")

@@ -146,6 +146,39 @@ def test_a_recipe_file_may_not_set_where_outputs_go(tmp_path):
     assert config.recipe == "mine" and config.epochs == 2
 
 
+def test_a_recipe_mix_is_its_training_set_and_a_flag_overrides_it(tmp_path):
+    path = tmp_path / "mixed.toml"
+    path.write_text(
+        '[config]\ndataset = "spa-eng"\n'
+        '[[config.mix]]\ndataset = "spa-eng"\n'
+        '[[config.mix]]\ndataset = "spa-eng"\nmin_words = 6\nrepeat = 3\n'
+    )
+    flags = ["--recipe", str(path), "--out", "x", "--data-dir", str(FIXTURES)]
+    config = train_lib.parse_config(flags)
+    assert [(p["dataset"], p["repeat"], p["min_words"]) for p in config.mix] == [
+        ("spa-eng", 1, 0),
+        ("spa-eng", 3, 6),
+    ]
+    loaded = train_lib.load_data(config)
+    everyday = data_lib.load_pairs("spa-eng", "train", FIXTURES)
+    long = [pair for pair in everyday if len(pair[0].split()) >= 6]
+    assert loaded["train_pairs"] == everyday + 3 * long
+    assert loaded["valid_pairs"] == data_lib.load_pairs("spa-eng", "valid", FIXTURES)
+    assert loaded["mix_stats"]["spa-eng[1]"]["pairs"] == 3 * len(long)
+    config = train_lib.parse_config([*flags, "--mix", '[{"dataset": "spa-eng"}]'])
+    assert len(config.mix) == 1
+    assert "mix" in train_lib.RESUME_MUST_MATCH
+
+
+def test_a_mix_of_other_languages_than_the_dataset_is_refused(tmp_path):
+    path = tmp_path / "wrong.toml"
+    path.write_text(
+        '[config]\ndataset = "spa-eng"\n[[config.mix]]\ndataset = "multi30k-en-de"\n'
+    )
+    with pytest.raises(ValueError, match="other languages than its dataset"):
+        train_lib.parse_config(["--recipe", str(path), "--out", "x"])
+
+
 @pytest.mark.parametrize(
     "folder",
     sorted((ROOT / "saved_models").glob("*/metrics.json")),

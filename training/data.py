@@ -698,3 +698,125 @@ class BucketedBatches(keras.utils.PyDataset):
     def on_epoch_end(self):
         self.epoch += 1
         self._index = self._batches()
+
+
+@dataclasses.dataclass(frozen=True)
+class MixPart:
+    """One corpus of a training mix, as a recipe's `[[config.mix]]` table.
+
+    Args:
+        dataset: a `DATASETS` key.
+        repeat: how many times its pairs enter the training set (oversampling;
+            an integer >= 1).
+        min_words: keep only pairs whose source has at least this many
+            whitespace-separated words.
+        max_words: keep only pairs whose source has at most this many words
+            (`None`: no limit).
+    """
+
+    dataset: str
+    repeat: int = 1
+    min_words: int = 0
+    max_words: int | None = None
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> MixPart:
+        """A `MixPart` from a recipe table, with clear errors for bad values."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - fields
+        if unknown or "dataset" not in values:
+            raise ValueError(
+                "A `mix` entry needs `dataset` and may set `repeat`, `min_words` "
+                f"and `max_words`. Received: {dict(values)!r}"
+            )
+        part = cls(**values)
+        get_dataset_info(part.dataset)
+        for name in ("repeat", "min_words", "max_words"):
+            value = getattr(part, name)
+            if value is None and name == "max_words":
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(
+                    f"Received an invalid value for `{name}` of the mix entry "
+                    f"{part.dataset!r}, expected an integer >= 0. Received: {value!r}"
+                )
+        if part.repeat < 1:
+            raise ValueError(
+                f"Received an invalid value for `repeat` of the mix entry "
+                f"{part.dataset!r}, expected an integer >= 1. Received: {part.repeat}"
+            )
+        return part
+
+    def keeps(self, source: str) -> bool:
+        words = len(source.split())
+        return words >= self.min_words and (
+            self.max_words is None or words <= self.max_words
+        )
+
+
+def parse_mix(mix: Sequence[Mapping] | None) -> tuple[MixPart, ...]:
+    """The `MixPart`s of a recipe's `mix` list (empty for `None`)."""
+    parts = tuple(MixPart.from_dict(entry) for entry in mix or ())
+    languages = {get_dataset_info(part.dataset).languages for part in parts}
+    if len(languages) > 1:
+        raise ValueError(
+            "Every corpus of a `mix` must have the same languages. Received: "
+            + ", ".join(
+                f"{p.dataset} {get_dataset_info(p.dataset).languages}" for p in parts
+            )
+        )
+    return parts
+
+
+def load_mix(
+    mix: Sequence[Mapping],
+    split: str,
+    data_dir: str | os.PathLike | None = None,
+    max_pairs: int | None = None,
+) -> tuple[list[tuple[str, str]], dict[str, dict]]:
+    """The pairs of a training mix, and what each part gave.
+
+    For `split="train"` every part's pairs are filtered by its length limits
+    and repeated `repeat` times (the input pipeline shuffles them). Other
+    splits give each distinct corpus' pairs once, unfiltered, so that
+    validation weighs every domain of the mix.
+
+    Args:
+        mix: the recipe's `mix` entries (see `MixPart`).
+        split: `"train"`, `"valid"` or `"test"`.
+        data_dir: data directory; see `resolve_data_dir`.
+        max_pairs: read at most this many pairs of each corpus (tests).
+
+    Returns:
+        `(pairs, stats)`: `stats[name]` has `read`, `kept`, `repeat` and
+        `pairs` (kept times repeat) per part, named `dataset`, or
+        `dataset[k]` for the k-th part where a corpus appears more than once.
+    """
+    parts = parse_mix(mix)
+    pairs: list[tuple[str, str]] = []
+    stats: dict[str, dict] = {}
+    cache: dict[str, list[tuple[str, str]]] = {}
+    seen = set()
+    for index, part in enumerate(parts):
+        if split != "train" and part.dataset in seen:
+            continue
+        seen.add(part.dataset)
+        if part.dataset not in cache:
+            cache[part.dataset] = load_pairs(part.dataset, split, data_dir, max_pairs)
+        read = cache[part.dataset]
+        if split == "train":
+            kept = [pair for pair in read if part.keeps(pair[0])]
+            repeat = part.repeat
+        else:
+            kept, repeat = read, 1
+        pairs += kept * repeat
+        name = part.dataset
+        if sum(p.dataset == part.dataset for p in parts) > 1 and split == "train":
+            name = f"{part.dataset}[{index}]"
+        stats[name] = {
+            "read": len(read),
+            "kept": len(kept),
+            "repeat": repeat,
+            "pairs": len(kept) * repeat,
+        }
+    return pairs, stats

@@ -52,6 +52,15 @@ DOMAIN_NOTES = {
         "translations degrade quickly, and the vocabulary is that of the "
         "captions.",
     ),
+    "everyday sentences and image captions": (
+        "Short everyday sentences and phrases (Tatoeba) and one-sentence "
+        "descriptions of photographs (Multi30k): people, animals and scenes, "
+        "what they wear and what they do.",
+        "Trained on everyday sentences and image captions: expect errors on "
+        "long sentences of other kinds, technical or specialised vocabulary, "
+        "names it has not seen, informal or noisy text, and on anything that "
+        "needs more context than one sentence.",
+    ),
 }
 # Evaluation facts shown in the results table, in this order.
 RESULT_COLUMNS = (
@@ -117,18 +126,70 @@ def _decoding(evaluation):
     return f"beam {evaluation['beam_size']}"
 
 
+def _dataset(evaluation, metrics):
+    """The corpus an evaluation scored (older ones: the model's own)."""
+    return evaluation.get("dataset", metrics["dataset"])
+
+
 def _sorted_evaluations(metrics):
-    """Evaluations test first, then valid; greedy before beam."""
+    """Evaluations on the model's own corpus first, then the other test sets;
+    test before valid; greedy before beam."""
     order = {"test": 0, "valid": 1}
     return sorted(
         metrics.get("evaluation", {}).values(),
-        key=lambda e: (order.get(e["split"], 2), e["beam_size"], e["sources"]),
+        key=lambda e: (
+            _dataset(e, metrics) != metrics["dataset"],
+            _dataset(e, metrics),
+            order.get(e["split"], 2),
+            e["beam_size"],
+            e["sources"],
+        ),
     )
 
 
 def _pair_name(metrics):
     source, target = metrics["languages"]
     return LANGUAGE_NAMES.get(source, source), LANGUAGE_NAMES.get(target, target)
+
+
+def _corpora(metrics):
+    """The corpora a model was trained on: its mix, else its dataset."""
+    mix = metrics.get("config", {}).get("mix") or [{"dataset": metrics["dataset"]}]
+    return list(dict.fromkeys(part["dataset"] for part in mix))
+
+
+def _data_section(metrics):
+    source, target = _pair_name(metrics)
+    mix = metrics.get("train_mix")
+    lines = []
+    for dataset in _corpora(metrics):
+        info = data_lib.get_dataset_info(dataset)
+        lines += [
+            f"{info.corpus}, {source}–{target} (`{dataset}`, {info.homepage}): "
+            f"{info.domain}. {info.split_note}",
+            "",
+            f"License of the data: {info.license_note}",
+            "",
+        ]
+    if mix:
+        lines += [
+            "The training set mixes them as the recipe's `mix` says (each "
+            "corpus' pairs after its length filter, repeated):",
+            "",
+            "| part | pairs read | kept | repeat | training pairs |",
+            "|---|---|---|---|---|",
+        ]
+        for part_name, stats in mix.items():
+            lines.append(
+                f"| `{part_name}` | {stats['read']:,} | {stats['kept']:,} | "
+                f"{stats['repeat']} | {stats['pairs']:,} |"
+            )
+        lines.append("")
+    lines.append(
+        f"In all {metrics['train_pairs']:,} training and "
+        f"{metrics['valid_pairs']:,} validation pairs."
+    )
+    return lines
 
 
 def card_metadata(metrics, name):
@@ -144,12 +205,19 @@ def card_metadata(metrics, name):
     if info.license == "other":
         meta["license_name"] = info.name.split("-")[0]
         meta["license_link"] = info.homepage
-    meta["datasets"] = [info.hub_dataset] if info.hub_dataset else []
+    hub = [data_lib.get_dataset_info(d).hub_dataset for d in _corpora(metrics)]
+    meta["datasets"] = [h for h in hub if h]
     meta["metrics"] = ["bleu", "chrf"]
     meta["tags"] = ["translation", "transformer", "keras", "attention"]
     results = []
-    for split in ("test", "valid"):
-        evaluations = [e for e in _sorted_evaluations(metrics) if e["split"] == split]
+    datasets = dict.fromkeys(_dataset(e, metrics) for e in _sorted_evaluations(metrics))
+    for dataset, split in ((d, s) for d in datasets for s in ("test", "valid")):
+        info = data_lib.get_dataset_info(dataset)
+        evaluations = [
+            e
+            for e in _sorted_evaluations(metrics)
+            if e["split"] == split and _dataset(e, metrics) == dataset
+        ]
         if not evaluations:
             continue
         scores = []
@@ -189,10 +257,10 @@ def _results_section(metrics):
         return ["Not evaluated yet: run `python -m training.evaluate`."]
     columns = [c for c in RESULT_COLUMNS if any(c[0] in e for e in evaluations)]
     lines = [
-        "| split | decoding | sources (references) | "
+        "| test set | split | decoding | sources (references) | "
         + " | ".join(label for _, label in columns)
-        + " | seconds |",
-        "|---" * (len(columns) + 4) + "|",
+        + " | repeated trigram % | seconds |",
+        "|---" * (len(columns) + 6) + "|",
     ]
     for e in evaluations:
         decoding = _decoding(e)
@@ -200,9 +268,38 @@ def _results_section(metrics):
             decoding += f", α={e['length_penalty']}"
         cells = [str(e.get(key, "–")) for key, _ in columns]
         lines.append(
-            f"| {e['split']} | {decoding} | {e['sources']:,} ({e['references']:,}) "
-            f"| {' | '.join(cells)} | {e['translate_seconds']} |"
+            f"| `{_dataset(e, metrics)}` | {e['split']} | {decoding} | "
+            f"{e['sources']:,} ({e['references']:,}) "
+            f"| {' | '.join(cells)} | {e.get('repeated_trigram_percent', '–')} "
+            f"| {e['translate_seconds']} |"
         )
+    with_lengths = [e for e in evaluations if e.get("by_length")]
+    if with_lengths:
+        labels = list(dict.fromkeys(k for e in with_lengths for k in e["by_length"]))
+        lines += [
+            "",
+            "BLEU (chrF) by source length in words:",
+            "",
+            "| test set | split | decoding | "
+            + " | ".join(f"{label} words" for label in labels)
+            + " |",
+            "|---" * (len(labels) + 3) + "|",
+        ]
+        for e in with_lengths:
+            cells = []
+            for label in labels:
+                bucket = e["by_length"].get(label)
+                cells.append(
+                    f"{bucket['bleu']} ({bucket['chrf']}), "
+                    f"{bucket['sources']:,} sources"
+                    if bucket
+                    else "–"
+                )
+            lines.append(
+                f"| `{_dataset(e, metrics)}` | {e['split']} | {_decoding(e)} | "
+                + " | ".join(cells)
+                + " |"
+            )
     first = evaluations[0]
     references = (
         "every reference of a source counting (multi-reference BLEU)"
@@ -369,8 +466,12 @@ def model_card(metrics, name):
         f"An encoder–decoder Transformer ({c['num_layers']}+{c['num_layers']} "
         f"layers, d_model {c['hidden_dim']}, {metrics['parameters']:,} "
         f"parameters) built from the hand-written `keras_mha` layers and "
-        f"trained from scratch on the `{metrics['dataset']}` pairs of "
-        f"{info.corpus}. It "
+        "trained from scratch on "
+        + " and ".join(
+            f"the `{d}` pairs of {data_lib.get_dataset_info(d).corpus}"
+            for d in _corpora(metrics)
+        )
+        + ". It "
         f"translates {source} {domain} into {target}. The same `model.keras` "
         "loads on the TensorFlow and JAX backends.",
         "",
@@ -392,11 +493,7 @@ def model_card(metrics, name):
         "",
         "## Data",
         "",
-        f"{info.corpus}, {source}–{target} (`{metrics['dataset']}`, "
-        f"{info.homepage}): {metrics['train_pairs']:,} training and "
-        f"{metrics['valid_pairs']:,} validation pairs. {info.split_note}",
-        "",
-        f"License of the data: {info.license_note}",
+        *_data_section(metrics),
         "",
         "## Domain",
         "",

@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 class TrainConfig:
     """Everything a training run depends on: a recipe, overridden by flags."""
 
-    dataset: str  # A key of training.data.DATASETS.
+    dataset: str  # A key of training.data.DATASETS; its splits without `mix`.
     out: str  # Output folder; must be empty unless `resume` or `overwrite`.
     recipe: str | None = None  # The recipe the values came from.
     data_dir: str | None = None  # Corpus folder; see data.resolve_data_dir.
@@ -79,7 +79,11 @@ class TrainConfig:
     label_smoothing: float = 0.1  # Uniform mass in the targets.
     seed: int = 0  # Seeds Keras, NumPy, shuffling and the tokenizer.
     average_last: int = 3  # Average the weights of the last k epochs (1: off).
-    max_train_pairs: int | None = None  # Cap on training pairs (tests).
+    # Training corpora and their weights, a list of training.data.MixPart
+    # tables (`[[config.mix]]` in a recipe, JSON on the command line); None:
+    # `dataset` alone. Validation then uses the valid split of every corpus.
+    mix: list | None = None
+    max_train_pairs: int | None = None  # Cap on training pairs of each corpus.
     time_budget_minutes: float | None = None  # Stop after this much training.
     resume: bool = False  # Continue the run in `out` from its last checkpoint.
     overwrite: bool = False  # Delete what a run wrote in `out`, start over.
@@ -94,6 +98,7 @@ class TrainConfig:
 # tokenizer and its data.
 RESUME_MUST_MATCH = (
     "dataset",
+    "mix",
     "vocabulary_size",
     "num_layers",
     "hidden_dim",
@@ -132,6 +137,13 @@ def build_parser():
             parser.add_argument(flag, type=int)
         elif "float" in annotation:
             parser.add_argument(flag, type=float)
+        elif field.name == "mix":
+            parser.add_argument(
+                flag,
+                type=json.loads,
+                help='training corpora as JSON, e.g. \'[{"dataset": "deu-eng"}, '
+                '{"dataset": "multi30k-en-de", "repeat": 2}]\'',
+            )
         elif field.name == "recipe":
             parser.add_argument(
                 flag,
@@ -166,6 +178,17 @@ def config_from_recipe(recipe, **overrides):
             f"TrainConfig has {sorted(fields)}."
         )
     values = {"recipe": recipe.name, **recipe.config, **overrides}
+    if values.get("mix") is not None:
+        parts = data_lib.parse_mix(values["mix"])  # Clear errors for bad entries.
+        languages = data_lib.get_dataset_info(values["dataset"]).languages
+        if any(
+            data_lib.get_dataset_info(p.dataset).languages != languages for p in parts
+        ):
+            raise ValueError(
+                f"The `mix` of recipe {recipe.name!r} holds corpora of other "
+                f"languages than its dataset {values['dataset']!r} {languages}."
+            )
+        values["mix"] = [dataclasses.asdict(part) for part in parts]
     for name, value in values.items():
         # TOML writes 110 for 110.0; the config keeps float fields floats.
         if "float" in str(fields[name].type) and isinstance(value, int):
@@ -631,14 +654,17 @@ def run_metrics(config, command, data, state, export, chosen, valid_losses):
     """The `metrics.json` of a finished run (evaluation is added later)."""
     info = data_lib.get_dataset_info(config.dataset)
     recipe = recipes_lib.load_recipe(config.recipe) if config.recipe else None
+    corpora = [part["dataset"] for part in config.mix or [{"dataset": config.dataset}]]
+    domains = dict.fromkeys(data_lib.get_dataset_info(d).domain for d in corpora)
     return {
         "dataset": config.dataset,
         "languages": list(info.languages),
-        "domain": info.domain,
+        "domain": " and ".join(domains),
         "examples": list(recipe.examples) if recipe else [],
         "config": dataclasses.asdict(config),
         "command": command,
         "train_pairs": data["train_stats"].num_pairs,
+        "train_mix": data.get("mix_stats"),
         "skipped_lines": data["train_stats"].num_skipped,
         "valid_pairs": len(data["valid_pairs"]),
         "vocabulary_size": config.vocabulary_size,
@@ -660,8 +686,21 @@ def run_metrics(config, command, data, state, export, chosen, valid_losses):
 
 
 def load_data(config):
-    """The training and validation pairs of `config.dataset`."""
+    """The training and validation pairs of `config.mix`, else of
+    `config.dataset`."""
     data_dir = data_lib.resolve_data_dir(config.data_dir, dataset=config.dataset)
+    if config.mix:
+        train_pairs, mix_stats = data_lib.load_mix(
+            config.mix, "train", data_dir, max_pairs=config.max_train_pairs
+        )
+        valid_pairs, _ = data_lib.load_mix(config.mix, "valid", data_dir)
+        stats = data_lib.LoadStats(len(train_pairs), 0, ())
+        return {
+            "train_pairs": train_pairs,
+            "train_stats": stats,
+            "valid_pairs": valid_pairs,
+            "mix_stats": mix_stats,
+        }
     train_pairs, train_stats = data_lib.load_pairs_with_stats(
         config.dataset, "train", data_dir, max_pairs=config.max_train_pairs
     )
