@@ -136,12 +136,16 @@ def word_alignment(translation, method="shift-att"):
 
     Returns:
         A set of `(source_word, target_word)` index pairs, one per target
-        word (none when either side has no words).
+        word that attends anywhere (none when either side has no words; none
+        for a word whose row is all zeros, e.g. the last word under
+        `"shift-att"` when the output stopped at `max_length` without the
+        end piece, so that it is never an input).
     """
     matrix = word_attention(translation, method)  # (target words, source words)
     if matrix.size == 0:
         return set()
-    return {(int(i), j) for j, i in enumerate(np.argmax(matrix, axis=-1))}
+    best = np.argmax(matrix, axis=-1)
+    return {(int(best[j]), j) for j in np.flatnonzero(matrix.sum(axis=-1) > 0)}
 
 
 def alignment_error_rate(predicted, sure, possible=None):
@@ -186,19 +190,27 @@ def to_pharaoh(links):
 
 
 def from_pharaoh(text):
-    """`"0-0 2-1"` -> `{(0, 0), (2, 1)}`; `p` links (`"2p1"`) are read too.
+    """Reads Pharaoh links: `"0-0 2-1 1?2"` -> `(sure, possible)`.
+
+    `i-j` is a sure link; `i?j` and `ipj` are possible links. As AER counts
+    them, every sure link is also possible: `sure = {(0, 0), (2, 1)}`,
+    `possible = {(0, 0), (2, 1), (1, 2)}`.
 
     Raises:
         ValueError: for a malformed link.
     """
-    links = set()
+    sure, possible = set(), set()
     for item in text.split():
-        separator = "-" if "-" in item else "p"
+        separator = next((s for s in "-?p" if s in item), "-")
         parts = item.split(separator)
         if len(parts) != 2 or not all(part.isdigit() for part in parts):
             raise ValueError(
-                f"Malformed Pharaoh link {item!r}: expected `i-j` with source "
-                "word i and target word j, e.g. `0-0 1-2`"
+                f"Malformed Pharaoh link {item!r}: expected `i-j` (sure) or "
+                "`i?j` (possible) with source word i and target word j, e.g. "
+                "`0-0 1-2`"
             )
-        links.add((int(parts[0]), int(parts[1])))
-    return links
+        link = (int(parts[0]), int(parts[1]))
+        possible.add(link)
+        if separator == "-":
+            sure.add(link)
+    return sure, possible

@@ -24,6 +24,9 @@ length (the `max_length` of the search), N layers, H heads, V vocabulary,
 k alternatives per step (`top_k`).
 """
 
+import math
+import numbers
+
 import keras
 from keras import ops
 
@@ -40,6 +43,20 @@ def check_integer(name, value, minimum):
         raise ValueError(
             f"Received an invalid value for argument `{name}`, expected "
             f"{expected} integer. Received: {name}={value!r}"
+        )
+
+
+def check_number(name, value):
+    """Raises a Keras-style `ValueError` unless `value` is a finite real
+    number (not a bool)."""
+    if (
+        not isinstance(value, numbers.Real)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+    ):
+        raise ValueError(
+            f"Received an invalid value for argument `{name}`, expected a "
+            f"finite number. Received: {name}={value!r}"
         )
 
 
@@ -80,22 +97,30 @@ class Search:
             `P <= T`; row b uses its first `prefix_lengths[b]`.
         prefix_lengths: `(B,)` ints (0: nothing forced); required with
             `prefix`.
+        start_finished: optional `(B,)` bool, rows that are finished before
+            the first step (batch padding): they output nothing and the loop
+            does not wait for them.
 
     Returns:
         A dict of tensors, per input (and per hypothesis for beam search,
         best first): `"tokens"` `(B[, K], T)` output ids (0 after the end
         piece), `"log_probs"` `(B[, K], T)` log-probability of each output
         piece, `"scores"` `(B[, K])` (greedy: log P; beam: normalized by the
-        length penalty), `"steps"` the number of steps run; with
-        `return_attention`, `"encoder"` `(N_e, B[, K], H, S, S)`, `"decoder"`
+        length penalty), `"finished"` `(B[, K])` bool, the output ended
+        with the end piece (beam search ranks those that did not last),
+        `"steps"` the number of steps run; with
+        `return_attention`, `"encoder"` `(N_e, B, H, S, S)` (one map per
+        input, shared by its hypotheses), `"decoder"`
         `(N_d, B[, K], H, T, T)`, `"cross"` `(N_d, B[, K], H, T, S)`; with
         `top_k`, `"alternative_ids"` and `"alternative_log_probs"`
         `(B[, K], T, k)`, the `k` most probable pieces of each step's
         distribution, best first; beam search with `return_beam` adds
-        `"beam_parents"`, `"beam_tokens"`, `"beam_scores"`, `"beam_finished"`
-        `(B, T, K)` (the K live hypotheses after each step, parent = slot in
-        the previous step, score normalized) and `"beam_slots"` `(B, K)`, the
-        slot of each sorted hypothesis at the last step.
+        `"beam_parents"`, `"beam_tokens"`, `"beam_scores"`, `"beam_finished"`,
+        `"beam_live"` `(B, T, K)` (the K hypotheses after each step, parent =
+        slot in the previous step, score normalized; `beam_live` is False
+        for a slot that never held a hypothesis, e.g. the K - 1 empty ones
+        while a prefix is forced) and `"beam_slots"` `(B, K)`, the slot of
+        each sorted hypothesis at the last step.
     """
 
     beam_size = 1
@@ -123,6 +148,11 @@ class Search:
         """`(R,)` raw log-probabilities the hypotheses start from."""
         return ops.zeros((batch_size * self.beam_size,), "float32")
 
+    def initial_live(self, batch_size):
+        """`(R,)` bool rows that hold a hypothesis at the start, or `None`
+        when every row always does (one row per input)."""
+        return None
+
     def choose(self, state, log_probs, forced, forced_token):
         """Picks each row's next piece and the row it continues.
 
@@ -146,7 +176,13 @@ class Search:
 
     # ---------------------------------------------------------------- loop
     def __call__(
-        self, model, encoder_inputs, head_masks=None, prefix=None, prefix_lengths=None
+        self,
+        model,
+        encoder_inputs,
+        head_masks=None,
+        prefix=None,
+        prefix_lengths=None,
+        start_finished=None,
     ):
         K, T = self.beam_size, self.max_length
         batch_size, source_length = ops.shape(encoder_inputs)
@@ -176,9 +212,13 @@ class Search:
         prefix = ops.cast(prefix, "int32")
         prefix = ops.pad(prefix, [[0, 0], [0, T - ops.shape(prefix)[1]]])  # (B, T)
         prefix_lengths = ops.cast(prefix_lengths, "int32")
+        if start_finished is None:
+            start_finished = ops.zeros((batch_size,), "bool")
+        start_finished = ops.cast(start_finished, "bool")  # (B,)
         if K > 1:
             prefix = ops.repeat(prefix, K, axis=0)  # (R, T)
             prefix_lengths = ops.repeat(prefix_lengths, K, axis=0)  # (R,)
+            start_finished = ops.repeat(start_finished, K, axis=0)  # (R,)
 
         tokens = ops.zeros((rows, T + 1), "int32")  # (R, T + 1)
         state = {
@@ -186,10 +226,13 @@ class Search:
             "tokens": _write(tokens, ops.full((rows, 1), self.bos_id, "int32"), 0, 1),
             "log_probs": ops.zeros((rows, T), "float32"),  # (R, T)
             "scores": self.initial_scores(batch_size),  # (R,)
-            "finished": ops.zeros((rows,), "bool"),
+            "finished": start_finished,  # (R,)
             "lengths": ops.zeros((rows,), "int32"),
             "cache": self_cache,  # N x (R, 2, T, H, K_d)
         }
+        live = self.initial_live(batch_size)
+        if live is not None:
+            state["live"] = live  # (R,)
         H = model.num_heads
         if self.return_attention:
             state["decoder"] = ops.zeros((N, rows, H, T, T), "float32")
@@ -202,6 +245,7 @@ class Search:
             state["beam_tokens"] = ops.zeros((rows, T), "int32")
             state["beam_scores"] = ops.zeros((rows, T), "float32")
             state["beam_finished"] = ops.zeros((rows, T), "bool")
+            state["beam_live"] = ops.zeros((rows, T), "bool")
 
         def cond(state):
             return ops.logical_and(
@@ -258,6 +302,15 @@ class Search:
             carried = {k: _take_rows(k, x, parent) for k, x in carried.items()}
             step = {k: _take_rows(k, x, parent) for k, x in step.items()}
         was_finished = carried["finished"]
+        if "live" in carried:
+            # A row holds a hypothesis when its parent did and it continues
+            # it with a piece it may take (the forced one; padding once
+            # finished); every other continuation was ruled out.
+            allowed = ops.logical_and(
+                ops.logical_or(ops.logical_not(forced), token == forced_token),
+                ops.logical_or(ops.logical_not(was_finished), token == 0),
+            )
+            carried["live"] = ops.logical_and(carried["live"], allowed)
         token = ops.where(was_finished, 0, token)
         token_log_prob = ops.where(was_finished, 0.0, token_log_prob)
         new_state = {
@@ -271,6 +324,8 @@ class Search:
             "lengths": ops.where(was_finished, carried["lengths"], index + 1),
             "cache": step["cache"],
         }
+        if "live" in carried:
+            new_state["live"] = carried["live"]
         for key in ("decoder", "cross", "alternative_ids", "alternative_log_probs"):
             if key in state:
                 axis = 3 if key in ("decoder", "cross") else 1
@@ -288,6 +343,7 @@ class Search:
             "tokens": state["tokens"][:, 1:],  # (B, T)
             "log_probs": state["log_probs"],  # (B, T)
             "scores": ops.sum(state["log_probs"], axis=-1),  # (B,)
+            "finished": ops.any(ops.equal(state["tokens"], self.eos_id), axis=-1),
             "steps": state["index"],
         }
         for key in ("decoder", "cross", "alternative_ids", "alternative_log_probs"):
@@ -304,6 +360,7 @@ _ROW_STATE = (
     "log_probs",
     "finished",
     "lengths",
+    "live",
     "decoder",
     "cross",
     "alternative_ids",
@@ -361,8 +418,9 @@ class BeamSearch(Search):
     def __init__(self, beam_size=4, length_penalty=0.6, **kwargs):
         super().__init__(**kwargs)
         check_integer("beam_size", beam_size, minimum=1)
+        check_number("length_penalty", length_penalty)
         self.beam_size = beam_size
-        self.length_penalty = length_penalty
+        self.length_penalty = float(length_penalty)
 
     def initial_scores(self, batch_size):
         # Only the first beam is live at the start, so the K beams differ.
@@ -370,20 +428,32 @@ class BeamSearch(Search):
         first = ops.concatenate([ops.zeros((1,)), ops.full((K - 1,), NEG_INF)])
         return ops.reshape(ops.broadcast_to(first[None], (batch_size, K)), (-1,))
 
+    def initial_live(self, batch_size):
+        """`(R,)` bool: the first beam of each input holds the empty output."""
+        first = ops.arange(self.beam_size) == 0  # (K,)
+        return ops.reshape(
+            ops.broadcast_to(first[None], (batch_size, self.beam_size)), (-1,)
+        )
+
     def normalize(self, scores, lengths):
         """`(R,)` raw log P and lengths -> `(R,)` ranking scores."""
         return scores / _length_penalty(ops.maximum(lengths, 1), self.length_penalty)
 
     def done(self, state):
         # An input is done when no live beam can still beat its best finished
-        # hypothesis: log P only falls and the penalty is at most that of
-        # `max_length`, so `raw / penalty(max_length)` bounds a live beam's
-        # final score.
+        # hypothesis: log P (<= 0) only falls, so a live beam's final score is
+        # at most `raw / largest penalty` over the lengths it can still end
+        # at, index + 1 .. max_length: that of `max_length` for alpha >= 0,
+        # of the next length for alpha < 0 (the penalty then falls).
         K = self.beam_size
         finished = ops.reshape(state["finished"], (-1, K))  # (B, K)
         final = ops.reshape(self.normalize(state["scores"], state["lengths"]), (-1, K))
         best_finished = ops.max(ops.where(finished, final, 2 * NEG_INF), axis=-1)
-        bound = state["scores"] / _length_penalty(self.max_length, self.length_penalty)
+        if self.length_penalty >= 0:
+            longest = self.max_length
+        else:
+            longest = ops.minimum(state["index"] + 1, self.max_length)
+        bound = state["scores"] / _length_penalty(longest, self.length_penalty)
         bound = ops.reshape(bound, (-1, K))  # (B, K)
         best_live = ops.max(ops.where(finished, 2 * NEG_INF, bound), axis=-1)
         return ops.all(ops.greater_equal(best_finished, best_live))
@@ -434,6 +504,7 @@ class BeamSearch(Search):
             ("beam_tokens", token),
             ("beam_scores", normalized),
             ("beam_finished", new_state["finished"]),
+            ("beam_live", new_state["live"]),
         ):
             new_state[key] = _write(state[key], value[:, None], index, 1)
 
@@ -442,7 +513,20 @@ class BeamSearch(Search):
         normalized = ops.reshape(
             self.normalize(state["scores"], state["lengths"]), (batch_size, K)
         )
-        order = ops.cast(ops.argsort(-normalized, axis=-1), "int32")  # (B, K)
+        finished = ops.reshape(
+            ops.logical_and(state["finished"], state["live"]), (batch_size, K)
+        )
+        live = ops.reshape(state["live"], (batch_size, K))
+        # Ranked by score within three groups: finished, live but cut off by
+        # `max_length` or the early stop, never live. Integer keys: no ties.
+        by_score = ops.argsort(-normalized, axis=-1)  # (B, K)
+        rank = ops.cast(ops.argsort(by_score, axis=-1), "int32")  # (B, K)
+        key = (
+            rank
+            + K * ops.cast(ops.logical_not(finished), "int32")
+            + K * ops.cast(ops.logical_not(live), "int32")
+        )
+        order = ops.cast(ops.argsort(key, axis=-1), "int32")  # (B, K)
         flat_order = ops.reshape(ops.arange(batch_size)[:, None] * K + order, (-1,))
 
         def sort(x, axis=0):
@@ -455,6 +539,7 @@ class BeamSearch(Search):
             "tokens": sort(state["tokens"][:, 1:]),  # (B, K, T)
             "log_probs": sort(state["log_probs"]),  # (B, K, T)
             "scores": ops.take_along_axis(normalized, order, axis=-1),  # (B, K)
+            "finished": ops.take_along_axis(finished, order, axis=-1),  # (B, K)
             "steps": state["index"],
         }
         for key in ("alternative_ids", "alternative_log_probs"):
@@ -464,10 +549,15 @@ class BeamSearch(Search):
             if key in state:
                 result[key] = sort(state[key], axis=1)  # (N, B, K, H, T, ...)
         if encoder_attention is not None:
-            encoder = ops.stack(encoder_attention, axis=0)  # (N, B, H, S, S)
-            result["encoder"] = ops.repeat(encoder[:, :, None], K, axis=2)
+            result["encoder"] = ops.stack(encoder_attention, axis=0)  # (N, B, H, S, S)
         if "beam_parents" in state:
-            for key in ("beam_parents", "beam_tokens", "beam_scores", "beam_finished"):
+            for key in (
+                "beam_parents",
+                "beam_tokens",
+                "beam_scores",
+                "beam_finished",
+                "beam_live",
+            ):
                 per_input = ops.reshape(state[key], (batch_size, K, -1))  # (B, K, T)
                 result[key] = ops.transpose(per_input, (0, 2, 1))  # (B, T, K)
             result["beam_slots"] = order
@@ -485,12 +575,15 @@ def greedy_search(
     top_k=0,
     prefix=None,
     prefix_lengths=None,
+    start_finished=None,
 ):
     """Greedy decoding with the key/value cache; see `GreedySearch`."""
     search = GreedySearch(
         max_length, bos_id, eos_id, top_k=top_k, return_attention=return_attention
     )
-    return search(model, encoder_inputs, head_masks, prefix, prefix_lengths)
+    return search(
+        model, encoder_inputs, head_masks, prefix, prefix_lengths, start_finished
+    )
 
 
 def beam_search(
@@ -507,6 +600,7 @@ def beam_search(
     prefix=None,
     prefix_lengths=None,
     return_beam=False,
+    start_finished=None,
 ):
     """Beam search with the key/value cache; see `BeamSearch`."""
     search = BeamSearch(
@@ -519,7 +613,9 @@ def beam_search(
         return_attention=return_attention,
         return_beam=return_beam,
     )
-    return search(model, encoder_inputs, head_masks, prefix, prefix_lengths)
+    return search(
+        model, encoder_inputs, head_masks, prefix, prefix_lengths, start_finished
+    )
 
 
 def teacher_forced_scores(

@@ -17,7 +17,6 @@ import numpy as np
 import sentencepiece
 
 from keras_mha.decoding import (
-    NEG_INF,
     BeamSearch,
     GreedySearch,
     check_integer,
@@ -67,6 +66,8 @@ class Translation:
             `<pad>`.
         beam_slot: with `return_beam`, this hypothesis' index in the last
             step of `beam_steps` (follow `parent` from there to the start).
+        finished: the output ended with the end piece; False when decoding
+            stopped first (at `max_length`), a cut-off hypothesis.
     """
 
     text: str
@@ -82,6 +83,7 @@ class Translation:
     prefix_length: int = 0
     beam_steps: list = dataclasses.field(default_factory=list)
     beam_slot: int | None = None
+    finished: bool = True
 
     def to_npz_dict(self):
         """Flat dict for `np.savez`: attention arrays and token labels."""
@@ -253,11 +255,27 @@ class Translator:
         by one. The end piece is not added.
 
         Raises:
-            ValueError: for an unknown piece or a control piece (`<s>`,
-                `<pad>`; `</s>` only as the last piece of a list).
+            ValueError: for text with characters the vocabulary lacks (they
+                would be forced as `<unk>`), an unknown piece or a control
+                piece (`<s>`, `<pad>`; `</s>` only as the last piece of a
+                list).
         """
         if isinstance(target, str):
-            return self.tokenizer.encode(clean_text(target))
+            text = clean_text(target)
+            ids = self.tokenizer.encode(text)
+            if self.tokenizer.unk_id() in ids:
+                missing = [
+                    c
+                    for c in dict.fromkeys(text)
+                    if not c.isspace()
+                    and self.tokenizer.unk_id() in self.tokenizer.encode(c)
+                ]
+                raise ValueError(
+                    f"`{argument}` has characters the model's vocabulary lacks: "
+                    + ", ".join(map(repr, missing))
+                    + "; they can only be forced as `<unk>`. Leave them out."
+                )
+            return ids
         pieces = list(target)
         if pieces and pieces[-1] == EOS:
             pieces = pieces[:-1]
@@ -337,6 +355,8 @@ class Translator:
         if isinstance(text_or_texts, str):
             return self.translate([text_or_texts], prefix=[prefix], **options)[0]
         check_integer("beam_size", beam_size, minimum=1)
+        check_integer("n_best", n_best, minimum=1)
+        check_integer("batch_size", batch_size, minimum=1)
         if not 1 <= n_best <= beam_size:
             raise ValueError(
                 f"`n_best` must be between 1 and beam_size={beam_size}. "
@@ -423,7 +443,10 @@ class Translator:
             source[row, : len(ids)] = ids
             prefix[row, : len(prefix_ids)] = prefix_ids
             prefix_lengths[row] = len(prefix_ids)
-        out = search(source, head_masks, prefix, prefix_lengths)
+        # Padding rows see no source: they start finished, so the loop's
+        # early stop waits for the real rows only.
+        padding = np.arange(padded_batch) >= len(batch)  # (B,)
+        out = search(source, head_masks, prefix, prefix_lengths, padding)
         return {k: np.asarray(v) for k, v in out.items()}
 
     def _translation(self, out, row, item, n_best):
@@ -432,6 +455,11 @@ class Translator:
             hypotheses = [self._hypothesis(out, (row,), ids)]
         else:
             hypotheses = [self._hypothesis(out, (row, k), ids) for k in range(n_best)]
+        if "encoder" in out:
+            # One copy of the input's encoder map, shared by its hypotheses.
+            encoder = out["encoder"][:, row, :, : len(ids), : len(ids)].copy()
+            for hypothesis in hypotheses:
+                hypothesis.attention = {"encoder": encoder, **hypothesis.attention}
         best = hypotheses[0]
         best.truncated = truncated
         best.n_best = hypotheses[1:]
@@ -440,22 +468,23 @@ class Translator:
         if "beam_parents" in out:
             best.beam_steps, slots = self._beam_steps(out, row)
             for k, hypothesis in enumerate(hypotheses):
-                hypothesis.beam_slot = slots[int(out["beam_slots"][row, k])]
+                hypothesis.beam_slot = slots.get(int(out["beam_slots"][row, k]))
         return best
 
     def _beam_steps(self, out, row):
         """The live hypotheses of every step; `(steps, last-step slot map)`.
 
-        Slots of hypotheses that never were live (the K - 1 empty beams of
-        the first steps) are left out and the parents renumbered.
+        Slots that never held a hypothesis (the K - 1 empty beams of the
+        first steps, or while a prefix is forced), as the search recorded
+        them in `beam_live`, are left out and the parents renumbered.
         """
         steps, previous = [], None
         for t in range(int(out["steps"])):
             kept, mapping = [], {}
             for slot in range(out["beam_tokens"].shape[-1]):
-                score = float(out["beam_scores"][row, t, slot])
-                if score < NEG_INF / 1000:  # Never live (normalized).
+                if not out["beam_live"][row, t, slot]:
                     continue
+                score = float(out["beam_scores"][row, t, slot])
                 parent = int(out["beam_parents"][row, t, slot])
                 mapping[slot] = len(kept)
                 kept.append(
@@ -491,16 +520,17 @@ class Translator:
         S = len(source_ids)
         attention = {}
         if "cross" in out:
-            # (N, B[, K], H, T, S) -> (N, H, T, S), cut to the real lengths.
+            # (N, B[, K], H, T, S) -> (N, H, T, S), cut to the real lengths and
+            # copied, so that no Translation keeps its batch's buffers alive.
+            # The encoder map is the input's (`_translation`).
             def pick(x):
                 return x[(slice(None),) + select]
 
             attention = {
-                "encoder": pick(out["encoder"])[:, :, :S, :S],
-                "decoder": pick(out["decoder"])[:, :, :length, :length],
-                "cross": pick(out["cross"])[:, :, :length, :S],
+                "decoder": pick(out["decoder"])[:, :, :length, :length].copy(),
+                "cross": pick(out["cross"])[:, :, :length, :S].copy(),
             }
-        return self._make_translation(
+        translation = self._make_translation(
             source_ids,
             output_ids,
             log_probs[:length],
@@ -508,6 +538,8 @@ class Translator:
             attention=attention,
             alternatives=self._alternatives(out, select, length),
         )
+        translation.finished = bool(out["finished"][select])
+        return translation
 
     def _make_translation(
         self, source_ids, output_ids, log_probs, score, attention, alternatives
@@ -559,6 +591,7 @@ class Translator:
                 f"sources, {len(targets)} targets"
             )
         top_k = self._check_top_k(top_k)
+        check_integer("batch_size", batch_size, minimum=1)
         limit = self.model.max_length
         items = []
         for text, one_target in zip(source, targets):
@@ -580,9 +613,9 @@ class Translator:
                 attention = {}
                 if return_attention:
                     attention = {
-                        "encoder": out["encoder"][:, row, :, :S, :S],
-                        "decoder": out["decoder"][:, row, :, :T, :T],
-                        "cross": out["cross"][:, row, :, :T, :S],
+                        "encoder": out["encoder"][:, row, :, :S, :S].copy(),
+                        "decoder": out["decoder"][:, row, :, :T, :T].copy(),
+                        "cross": out["cross"][:, row, :, :T, :S].copy(),
                     }
                 log_probs = out["log_probs"][row, :T]
                 translation = self._make_translation(

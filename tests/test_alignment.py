@@ -76,6 +76,22 @@ def test_shift_att_reads_the_row_where_the_word_is_the_input():
     assert word_alignment(translation, "average") != {(0, 0), (2, 1), (1, 2)}
 
 
+def test_shift_att_leaves_unlinked_a_word_never_read_as_an_input():
+    # An output cut at `max_length`: no `</s>`, so its last word is never a
+    # decoder input and its shifted row is all zeros: no link, not word 0.
+    pieces = ["▁la", "▁casa", "▁grande"]
+    translation = Translation(
+        text="la casa grande",
+        source_tokens=SOURCE,
+        target_tokens=pieces,
+        decoder_input_tokens=["<s>"] + pieces[:-1],
+        score=0.0,
+        token_probs=[1.0] * 3,
+        attention={"cross": np.broadcast_to(_one_hot_rows([0, 0, 3]), (1, 1, 3, 4))},
+    )
+    assert word_alignment(translation, "shift-att") == {(0, 0), (2, 1)}
+
+
 def test_one_layer_and_one_head():
     cross = np.zeros((2, 2, 5, 4))
     cross[0, 1] = PRODUCING
@@ -128,8 +144,15 @@ def test_aer_textbook_cases():
 def test_pharaoh_round_trip():
     links = {(0, 0), (2, 1), (1, 2)}
     assert to_pharaoh(links) == "0-0 2-1 1-2"
-    assert from_pharaoh("0-0 2-1 1-2") == links
-    assert from_pharaoh(" 3p4 ") == {(3, 4)}
-    assert from_pharaoh("") == set()
+    assert from_pharaoh("0-0 2-1 1-2") == (links, links)
+    assert from_pharaoh("") == (set(), set())
+
+
+def test_pharaoh_possible_links_stay_possible():
+    # `i?j` and `ipj` are possible links: never counted as sure.
+    sure, possible = from_pharaoh("0-0 1?2 3p4")
+    assert sure == {(0, 0)}
+    assert possible == {(0, 0), (1, 2), (3, 4)}
+    assert alignment_error_rate([{(0, 0), (1, 2)}], [sure], [possible]) == 0.0
     with pytest.raises(ValueError, match="Malformed"):
         from_pharaoh("0-a")

@@ -271,7 +271,7 @@ def test_payload_alignments_for_every_method(shared, greedy):
     ]
     assert aligned["source_words"] == alignment.source_words(translation)
     for method in aligned["methods"]:
-        links = alignment.from_pharaoh(method["links"])
+        links, _ = alignment.from_pharaoh(method["links"])
         assert links == alignment.word_alignment(translation, method["id"])
         for i, j in links:
             assert 0 <= i < len(aligned["source_words"])
@@ -664,7 +664,7 @@ def test_api_align(demo):
     out = demo.api["align"](SENTENCE, "¿Dónde está la estación?", TINY_MODEL)
     assert out["source_words"] == ["Where", "is", "the", "train", "station?"]
     assert out["target_words"] == ["¿Dónde", "está", "la", "estación?"]
-    links = alignment.from_pharaoh(out["links"])
+    links, _ = alignment.from_pharaoh(out["links"])
     assert sorted(j for _, j in links) == [0, 1, 2, 3]  # One per target word.
     assert all(0 <= i < 5 for i, _ in links)
     # An empty target aligns the model's own translation.

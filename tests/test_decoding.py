@@ -328,3 +328,92 @@ def test_searches_reject_bad_settings():
         GreedySearch(max_length=4, bos_id=BOS, eos_id=EOS, top_k=-1)
     with pytest.raises(ValueError, match="beam_size"):
         BeamSearch(beam_size=0, max_length=4, bos_id=BOS, eos_id=EOS)
+
+
+# ------------------------------------------------------------ hardening
+def test_rows_that_start_finished_stay_empty_and_do_not_hold_the_loop(model, source):
+    # Batch padding: the rows of no input start finished, so the loop's early
+    # stop waits for the real rows only.
+    finished = np.array([False, True, True])
+    for search in (
+        GreedySearch(max_length=10, bos_id=BOS, eos_id=EOS),
+        BeamSearch(beam_size=3, max_length=10, bos_id=BOS, eos_id=EOS),
+    ):
+        out = search(model, source, start_finished=finished)
+        tokens = _np(out["tokens"])
+        assert not tokens[1:].any()
+        alone = search(model, source[:1])
+        np.testing.assert_array_equal(tokens[:1], _np(alone["tokens"]))
+        assert int(_np(out["steps"])) == int(_np(alone["steps"]))
+
+
+def test_the_early_stop_bound_holds_for_a_negative_length_penalty():
+    # alpha < 0: the penalty falls with length, so a live beam's best final
+    # score is its score over the penalty of the next length, not of
+    # `max_length`.
+    search = BeamSearch(
+        beam_size=2, length_penalty=-1.0, max_length=10, bos_id=BOS, eos_id=EOS
+    )
+    penalty = lambda n: ((5 + n) / 6) ** -1.0  # noqa: E731
+    state = {
+        "index": ops.convert_to_tensor(1, "int32"),
+        "finished": ops.convert_to_tensor([True, False]),
+        "lengths": ops.convert_to_tensor([1, 1], "int32"),
+        # A finished hypothesis normalized to -2.0; a live one at -1.5 raw,
+        # which reaches -1.5 / penalty(2) = -1.75 > -2.0 if it ends next.
+        "scores": ops.convert_to_tensor([-2.0 * penalty(1), -1.5], "float32"),
+    }
+    assert not bool(_np(search.done(state)))
+    state["scores"] = ops.convert_to_tensor([-2.0 * penalty(1), -1.9], "float32")
+    assert bool(_np(search.done(state)))  # -1.9 / penalty(2) = -2.22 < -2.0
+
+
+@pytest.mark.parametrize("length_penalty", [float("nan"), float("inf"), "0.6", True])
+def test_a_length_penalty_must_be_a_finite_number(length_penalty):
+    with pytest.raises(ValueError, match="length_penalty"):
+        BeamSearch(length_penalty=length_penalty, max_length=4, bos_id=BOS, eos_id=EOS)
+
+
+def test_beam_hypotheses_that_did_not_end_rank_after_those_that_did(model, source):
+    # The tiny random model rarely ends a hypothesis: force some to end by a
+    # prefix ending in EOS for row 0 only.
+    prefix = np.array([[5, EOS], [0, 0], [0, 0]], "int32")
+    out = beam_search(
+        model,
+        source,
+        6,
+        BOS,
+        EOS,
+        beam_size=3,
+        prefix=prefix,
+        prefix_lengths=np.array([2, 0, 0], "int32"),
+    )
+    finished = _np(out["finished"])  # (B, K)
+    tokens = _np(out["tokens"])
+    assert finished.shape == (3, 3)
+    np.testing.assert_array_equal(finished, np.any(tokens == EOS, axis=-1))
+    for row in finished:  # Finished first, then the rest.
+        assert list(row) == sorted(row, reverse=True)
+
+
+def test_beam_liveness_is_recorded_not_guessed_from_scores(model, source):
+    # A long prefix with a large alpha lifts the normalized score of a never
+    # live slot above any fixed threshold; the record says which were live.
+    prefix = np.tile(np.arange(5, 19, dtype="int32"), (3, 1))  # (B, 14)
+    out = beam_search(
+        model,
+        source,
+        20,
+        BOS,
+        EOS,
+        beam_size=3,
+        length_penalty=5.0,
+        prefix=prefix,
+        prefix_lengths=np.full((3,), 14, "int32"),
+        return_beam=True,
+    )
+    live = _np(out["beam_live"])  # (B, T, K)
+    assert live.dtype == bool
+    # While the prefix is forced only one hypothesis per input is live.
+    np.testing.assert_array_equal(live[:, :14].sum(-1), 1)
+    assert live[:, 14:20].sum(-1).min() == 3  # Then the beam fills.

@@ -249,11 +249,61 @@ def test_a_tokenizer_of_another_vocabulary_size_is_refused(tmp_path):
 def test_resuming_with_another_model_shape_is_refused(tmp_path):
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
-    (checkpoints / "last.keras").write_text("stand-in")
-    state = {"epoch": 1, "step": 5, "config": {"num_layers": 2, "dataset": "spa-eng"}}
+    (checkpoints / "last_001.keras").write_text("stand-in")
+    state = {
+        "epoch": 1,
+        "step": 5,
+        "last_checkpoint": "last_001.keras",
+        "config": {"num_layers": 2, "dataset": "spa-eng"},
+    }
     (checkpoints / "state.json").write_text(json.dumps(state))
     with pytest.raises(train_lib.OutputFolderError, match="num_layers was 2, now 1"):
         train_lib.train(tiny_config(tmp_path, "--resume"))
+
+
+def _tiny_keras_model():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def test_a_crash_before_the_state_is_written_resumes_the_epoch_it_names(
+    tmp_path, monkeypatch
+):
+    model = _tiny_keras_model()
+    state = {"_epoch_start": time.time()}
+    callback = train_lib.Checkpoint(tmp_path, average_last=2, state=state)
+    callback.set_model(model)
+    callback.on_epoch_end(0, {"val_loss": 1.0})
+    first = model.get_weights()
+    model.set_weights([w + 1 for w in first])
+
+    def crash(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(train_lib, "atomic_write_text", crash)
+    with pytest.raises(OSError):
+        callback.on_epoch_end(1, {"val_loss": 0.5})  # Dies writing the state.
+    saved = json.loads((tmp_path / "state.json").read_text())
+    assert saved["epoch"] == 1 and saved["last_checkpoint"] == "last_001.keras"
+    # The checkpoint the state names holds that epoch's model, not a later one.
+    restored = keras.saving.load_model(train_lib.last_checkpoint(tmp_path, saved))
+    for a, b in zip(restored.get_weights(), first):
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.undo()
+    callback.on_epoch_end(1, {"val_loss": 0.5})
+    assert sorted(p.name for p in tmp_path.glob("last_*.keras")) == ["last_002.keras"]
+
+
+def test_a_run_without_one_finite_validation_loss_still_ends(tmp_path):
+    config = tiny_config(tmp_path, "--average-last", "1")
+    model = train_lib.build_model(config, config.vocabulary_size)
+    model.save_weights(tmp_path / "epoch_001.weights.h5")
+    state = {"epoch": 1, "epoch_checkpoints": ["epoch_001.weights.h5"]}  # No best.
+    chosen, weights, losses = train_lib.select_final_weights(
+        config, config.vocabulary_size, tmp_path, state, valid_ds=None
+    )
+    assert chosen == "last_epoch_1" and len(weights) == len(model.get_weights())
 
 
 def test_only_this_runs_epoch_checkpoints_are_averaged(tmp_path):

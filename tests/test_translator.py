@@ -376,3 +376,88 @@ def test_beam_steps_hold_one_hypothesis_while_a_prefix_is_forced(translator):
     assert [len(step) for step in t.beam_steps[:3]] == [1, 1, 3]
     assert [step[0]["piece"] for step in t.beam_steps[:2]] == ["▁Tom", "▁es"]
     assert [h["parent"] for h in t.beam_steps[2]] == [0, 0, 0]
+
+
+# ------------------------------------------------------------ hardening
+EN_ES = ROOT / "saved_models" / "en-es"
+
+
+@pytest.mark.skipif(not (EN_ES / "model.keras").exists(), reason="no shipped en-es")
+def test_a_padded_batch_stops_when_its_real_rows_end(monkeypatch):
+    # A trained model ends its outputs (the tiny fixture model rarely does).
+    translator = Translator.load(EN_ES)
+    steps = []
+    run = Translator._run_search
+
+    def spy(self, *args):
+        out = run(self, *args)
+        steps.append(int(out["steps"]))
+        return out
+
+    monkeypatch.setattr(Translator, "_run_search", spy)
+    # Two texts are padded to four rows; the padding rows see no source.
+    translations = translator.translate(["Hi!", "I love you."])
+    assert steps == [max(len(t.target_tokens) for t in translations)]
+
+
+def test_translations_own_their_attention(translator):
+    # No view into the batch's buffers: a Translation keeps only its own.
+    texts = ["Hi!", "I love you.", "Tom is here."]
+    for beam_size in (1, 3):
+        for t in translator.translate(texts, beam_size=beam_size, n_best=beam_size):
+            for hypothesis in [t] + t.n_best:
+                for array in hypothesis.attention.values():
+                    assert array.base is None and array.flags.owndata
+            if t.n_best:  # One encoder map, shared by the hypotheses.
+                assert t.n_best[0].attention["encoder"] is t.attention["encoder"]
+
+
+def test_beam_hypotheses_say_whether_they_ended(translator):
+    t = translator.translate("I love you.", beam_size=3, n_best=3, max_length=6)
+    for hypothesis in [t] + t.n_best:
+        assert hypothesis.finished == (hypothesis.target_tokens[-1:] == ["</s>"])
+    flags = [h.finished for h in [t] + t.n_best]
+    assert flags == sorted(flags, reverse=True)
+
+
+def test_a_long_prefix_and_a_large_alpha_keep_the_beam_record_whole(translator):
+    prefix = translator.translate("I love you.", max_length=16).target_tokens[:-1]
+    t = translator.translate(
+        "I love you.",
+        beam_size=3,
+        n_best=3,
+        length_penalty=5.0,
+        prefix=prefix[:12],
+        return_beam=True,
+        max_length=20,
+    )
+    assert [len(step) for step in t.beam_steps[:12]] == [1] * 12
+    for hypothesis in [t] + t.n_best:
+        assert hypothesis.beam_slot is not None
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": -3}, "batch_size"),
+        ({"batch_size": 2.0}, "batch_size"),
+        ({"beam_size": 2, "n_best": 1.5}, "n_best"),
+        ({"beam_size": 2, "n_best": 3}, "n_best"),
+    ],
+)
+def test_bad_batch_sizes_and_n_best_are_refused(translator, options, message):
+    with pytest.raises(ValueError, match=message):
+        translator.translate(["Hi!"], **options)
+    if "batch_size" in options:
+        with pytest.raises(ValueError, match="batch_size"):
+            translator.score(["Hi!"], ["Hola."], batch_size=options["batch_size"])
+
+
+def test_a_prefix_with_characters_the_vocabulary_lacks_is_refused(translator):
+    with pytest.raises(
+        ValueError, match=r"characters the model's vocabulary lacks: '<', '>'"
+    ):
+        translator.translate("Hi!", prefix="<b>Hola")
+    with pytest.raises(ValueError, match="'✈'"):
+        translator.score("Hi!", "Hola ✈")

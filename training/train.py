@@ -18,7 +18,7 @@ Output folder:
     spm.model          SentencePiece tokenizer (+ spm.vocab.txt, plain text)
     metrics.json       training and evaluation figures
     model_card.md      how the model was made and how good it is
-    checkpoints/       last.keras (with optimizer), epoch weights, state.json
+    checkpoints/       last_NNN.keras (with optimizer), epoch weights, state.json
     logs/              TensorBoard logs
 """
 
@@ -258,9 +258,12 @@ def load_state(config, checkpoints):
         OutputFolderError: when the checkpoint was made with settings that
             `RESUME_MUST_MATCH` says cannot change.
     """
-    if not (config.resume and (checkpoints / "last.keras").exists()):
+    state_path = checkpoints / "state.json"
+    if not (config.resume and state_path.exists()):
         return {}
-    state = json.loads((checkpoints / "state.json").read_text(encoding="utf-8"))
+    state = json.loads(state_path.read_text(encoding="utf-8"))
+    if not last_checkpoint(checkpoints, state).exists():
+        return {}
     saved = state.get("config", {})
     changed = {
         name: (saved[name], getattr(config, name))
@@ -403,10 +406,19 @@ def atomic_save(model, path):
     os.replace(tmp, path)
 
 
-class Checkpoint(keras.callbacks.Callback):
-    """Every epoch: `last.keras` (with optimizer), the epoch's weights for
-    averaging, the best weights by validation loss and `state.json`.
+def last_checkpoint(checkpoints, state):
+    """The full checkpoint (model + optimizer) that `state` describes."""
+    return pathlib.Path(checkpoints) / state.get("last_checkpoint", "last.keras")
 
+
+class Checkpoint(keras.callbacks.Callback):
+    """Every epoch: the model with its optimizer (`last_{epoch}.keras`), the
+    epoch's weights for averaging, the best weights by validation loss and,
+    last, `state.json`, which names the full checkpoint it belongs to.
+
+    The state is written last and the older full checkpoint removed after
+    it, so a crash at any point leaves a state and a checkpoint of the same
+    epoch: a resumed run never trains an epoch twice.
     `state["epoch_checkpoints"]` lists the epoch weight files this run wrote
     (the newest `average_last` are kept), so that only they are averaged.
     """
@@ -424,18 +436,21 @@ class Checkpoint(keras.callbacks.Callback):
         atomic_save(self.model, d / name)
         kept = self.state.setdefault("epoch_checkpoints", [])
         kept.append(name)
+        removed = []
         while len(kept) > max(self.average_last, 1):
-            (d / kept.pop(0)).unlink(missing_ok=True)
+            removed.append(kept.pop(0))
         val_loss = float(logs.get("val_loss", logs.get("loss", np.inf)))
         history = self.state.setdefault("history", [])
         history.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
         if val_loss < self.state.get("best_val_loss", np.inf):
             self.state.update(best_val_loss=val_loss, best_epoch=epoch + 1)
             atomic_save(self.model, d / "best.weights.h5")
-        atomic_save(self.model, d / "last.keras")
+        full = f"last_{epoch + 1:03d}.keras"
+        atomic_save(self.model, d / full)
         self.state.update(
             epoch=epoch + 1,
             step=int(self.model.optimizer.iterations.numpy()),
+            last_checkpoint=full,
             train_seconds=self.state.get("train_seconds", 0.0)
             + time.time()
             - self.state["_epoch_start"],
@@ -445,6 +460,11 @@ class Checkpoint(keras.callbacks.Callback):
             d / "state.json",
             json.dumps({k: v for k, v in self.state.items() if k[0] != "_"}, indent=1),
         )
+        for old in [*d.glob("last_*.keras"), d / "last.keras"]:
+            if old.name != full:
+                old.unlink(missing_ok=True)
+        for old in removed:
+            (d / old).unlink(missing_ok=True)
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -603,6 +623,11 @@ def select_final_weights(config, vocabulary_size, checkpoints, state, valid_ds):
     """The weights with the lowest validation loss among the average of this
     run's last `average_last` epochs and its best epoch.
 
+    A candidate whose loss is NaN never wins; when no epoch had a finite
+    validation loss (no best epoch), the last epoch's weights are a
+    candidate, so that a diverged run still ends with a model and says so
+    in its losses.
+
     Returns:
         `(name, weights, valid_losses)`: the chosen candidate's name (e.g.
         `"average_last_3"`), its weights and every candidate's loss.
@@ -616,13 +641,19 @@ def select_final_weights(config, vocabulary_size, checkpoints, state, valid_ds):
             evaluate_loss(model, valid_ds),
             model.get_weights(),
         )
-    model.load_weights(checkpoints / "best.weights.h5")
+    if "best_epoch" in state:
+        model.load_weights(checkpoints / "best.weights.h5")
+        name = f"best_epoch_{state['best_epoch']}"
+    else:
+        logger.warning("No epoch had a finite validation loss")
+        model.load_weights(epoch_checkpoints(checkpoints, state)[-1])
+        name = f"last_epoch_{state.get('epoch', 0)}"
     compile_model(model, config)
-    candidates[f"best_epoch_{state['best_epoch']}"] = (
-        evaluate_loss(model, valid_ds),
-        model.get_weights(),
+    candidates[name] = (evaluate_loss(model, valid_ds), model.get_weights())
+    chosen = min(
+        candidates,
+        key=lambda k: np.inf if np.isnan(candidates[k][0]) else candidates[k][0],
     )
-    chosen = min(candidates, key=lambda k: candidates[k][0])
     losses = {k: round(v[0], 4) for k, v in candidates.items()}
     return chosen, candidates[chosen][1], losses
 
@@ -736,7 +767,7 @@ def train(config, command=None):
 
     with distribution_scope(config):
         if state:
-            model = keras.saving.load_model(checkpoints / "last.keras")
+            model = keras.saving.load_model(last_checkpoint(checkpoints, state))
             logger.info("Resumed at epoch %d, step %d", state["epoch"], state["step"])
         else:
             model = compile_model(build_model(config, config.vocabulary_size), config)
