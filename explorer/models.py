@@ -12,6 +12,12 @@ from keras_mha import Translator
 
 logger = logging.getLogger("explorer")
 
+# Compiled programs a model keeps at most. What the app asks for needs 27:
+# greedy and the five beam sizes of `service.BEAM_SIZES` (6 searches, all
+# with the same recorded `top_k`) x 3 source-length buckets (16, 32, 64
+# pieces; one row per request), and scoring x 3 source x 3 target buckets.
+MAX_PROGRAMS = 32
+
 LANGUAGES = {"de": "German", "en": "English", "es": "Spanish", "fr": "French"}
 CAPTIONS = "image captions"
 EVERYDAY = "everyday sentences"
@@ -45,6 +51,8 @@ def load_models(models_dir):
     Returns:
         `({name: Translator}, {name: reason})`: the loaded models and the
         folders that failed, so that one broken folder never stops the app.
+        The reason is the kind of error only (the page shows it); the
+        details, which may name server paths, go to the log.
     """
     models_dir = pathlib.Path(models_dir)
     folders = (
@@ -55,10 +63,12 @@ def load_models(models_dir):
     translators, failures = {}, {}
     for folder in folders:
         try:
-            translators[folder.name] = Translator.load(folder)
+            translators[folder.name] = Translator.load(folder, MAX_PROGRAMS)
         except Exception as error:  # Any broken file: report it, keep going.
             logger.exception("Could not load the model in %s", folder)
-            failures[folder.name] = f"{type(error).__name__}: {error}"
+            failures[folder.name] = (
+                f"could not be loaded ({type(error).__name__}; see the server log)"
+            )
     return translators, failures
 
 

@@ -17,10 +17,14 @@ logger = logging.getLogger("explorer")
 
 # Longer inputs are cut before tokenizing; the model keeps fewer pieces anyway.
 MAX_INPUT_CHARS = 10_000
-MAX_BEAM_SIZE = 8
+# The beam sizes offered: each is one compiled search per source length.
+BEAM_SIZES = (2, 3, 4, 6, 8)
+MAX_BEAM_SIZE = max(BEAM_SIZES)
+# Every search records this many candidates per output piece, whatever a
+# request asks for (its `top_k` is cut on the host), so that `top_k` never
+# makes the server compile.
 MAX_TOP_K = 10
-# Candidates recorded per output piece unless asked otherwise: every request
-# of the app uses it, so that one compiled search serves them all.
+# Candidates shown per output piece unless asked otherwise.
 TOP_K = 5
 DECODINGS = ("greedy", "beam")
 
@@ -60,6 +64,13 @@ def _integer(value, name, low, high):
     return number
 
 
+def _keep_top(translation, top_k):
+    """Cuts a translation's recorded candidates to the `top_k` asked for."""
+    translation.alternatives = [step[:top_k] for step in translation.alternatives]
+    if not top_k:
+        translation.alternatives = []
+
+
 class Service:
     """The loaded models behind checked `translate`, `score` and `align`.
 
@@ -85,7 +96,17 @@ class Service:
             raise user_error(f"Unknown decoding {decoding!r}: greedy or beam.")
         if decoding == "greedy":
             return 1
-        return _integer(beam_size, "beam_size", 2, MAX_BEAM_SIZE)
+        beam = _integer(beam_size, "beam_size", min(BEAM_SIZES), MAX_BEAM_SIZE)
+        if beam not in BEAM_SIZES:
+            raise user_error(
+                f"`beam_size` must be one of {', '.join(map(str, BEAM_SIZES))}. "
+                f"Received: {beam}"
+            )
+        return beam
+
+    def compiled_programs(self):
+        """`{model: compiled programs kept}`."""
+        return {name: t.compiled_programs for name, t in self.translators.items()}
 
     def translate(
         self,
@@ -117,8 +138,7 @@ class Service:
         translator = self.translator(model)
         beam = self.beam_size(decoding, beam_size)
         top_k = _integer(top_k, "top_k", 0, MAX_TOP_K)
-        if isinstance(prefix, str) and not prefix.strip():
-            prefix = None
+        prefix = self._prefix(prefix, translator)
         text = str(text or "")
         start = time.perf_counter()
         try:
@@ -127,15 +147,28 @@ class Service:
                     text[:MAX_INPUT_CHARS],
                     beam_size=beam,
                     n_best=beam,
-                    top_k=top_k,
+                    top_k=MAX_TOP_K,
                     prefix=prefix,
                     disabled_heads=disabled_heads,
                     return_beam=beam > 1,
                 )
         except ValueError as error:  # The library's messages name the fault.
             raise user_error(error) from error
+        for hypothesis in [translation, *translation.n_best]:
+            _keep_top(hypothesis, top_k)
         translation.truncated |= len(text) > MAX_INPUT_CHARS
         return translation, time.perf_counter() - start
+
+    @staticmethod
+    def _prefix(prefix, translator):
+        """The forced prefix cut like a source (`None` for an empty one): text
+        to `MAX_INPUT_CHARS`, pieces to one more than the model can output
+        (so that the library still names the fault)."""
+        if prefix is None:
+            return None
+        if isinstance(prefix, str):
+            return prefix[:MAX_INPUT_CHARS] if prefix.strip() else None
+        return [str(piece) for piece in list(prefix)[: translator.model.max_length + 1]]
 
     def score(self, source, target, model, top_k=TOP_K):
         """How likely the model finds `target` (text, or a list of pieces)
@@ -154,7 +187,7 @@ class Service:
         top_k = _integer(top_k, "top_k", 0, MAX_TOP_K)
         source = str(source or "")
         if isinstance(target, (list, tuple)):
-            target = [str(piece) for piece in target]
+            target = [str(piece) for piece in target[: translator.model.max_length + 1]]
         else:
             target = str(target or "")[:MAX_INPUT_CHARS]
         if not source.strip():
@@ -165,10 +198,11 @@ class Service:
         try:
             with self.locks[model]:
                 translation = translator.score(
-                    source[:MAX_INPUT_CHARS], target, top_k=top_k
+                    source[:MAX_INPUT_CHARS], target, top_k=MAX_TOP_K
                 )
         except ValueError as error:
             raise user_error(error) from error
+        _keep_top(translation, top_k)
         return translation, time.perf_counter() - start
 
     def warm_up(self, names=None, source_lengths=(16, 32), beam_size=4):
@@ -178,7 +212,7 @@ class Service:
         for name in self.translators if names is None else names:
             with self.locks[name]:
                 self.translators[name].warmup(
-                    source_lengths=source_lengths, top_k=TOP_K
+                    source_lengths=source_lengths, top_k=MAX_TOP_K
                 )
             text = "a " * (min(source_lengths) - 2)
             self.translate(text, name, "beam", beam_size)

@@ -117,6 +117,9 @@ class Translator:
             `spm.model` the training pipeline used through keras-hub).
         card: dict of model-card facts (`metrics.json`), may be empty.
         name: display name, e.g. "en-es".
+        max_programs: the most compiled programs (one per search setting
+            and input shape) kept at once; reaching it drops them all, to be
+            compiled again when next asked for. `None`: no limit.
 
     Example:
 
@@ -125,17 +128,48 @@ class Translator:
     '¿Cómo estás?'
     """
 
-    def __init__(self, model, tokenizer, card=None, name="model"):
+    def __init__(self, model, tokenizer, card=None, name="model", max_programs=None):
+        if max_programs is not None:
+            check_integer("max_programs", max_programs, minimum=1)
         self.model = model
         self.tokenizer = tokenizer
         self.card = card or {}
         self.name = name
         self.bos_id = tokenizer.bos_id()
         self.eos_id = tokenizer.eos_id()
+        self.max_programs = max_programs
         self._searches = {}
+        # (setting key, input shapes) of every program compiled and kept.
+        self._programs = set()
+        self.programs_dropped = 0
+
+    @property
+    def compiled_programs(self):
+        """How many compiled programs (setting x input shapes) are kept."""
+        return len(self._programs)
+
+    def _compiled(self, key, fn):
+        """`fn`, compiled, counting each new input shape as one program."""
+        compiled = compile_search(self.model, fn)
+
+        def run(*args):
+            shapes = tuple(np.shape(a) for a in args if isinstance(a, np.ndarray))
+            program = (key, shapes)
+            if program not in self._programs:
+                if self.max_programs and len(self._programs) >= self.max_programs:
+                    # Drop every compiled program (their memory goes with
+                    # them) rather than grow without bound.
+                    self.programs_dropped += len(self._programs)
+                    self._searches.clear()
+                    self._programs.clear()
+                self._programs.add(program)
+                self._searches.setdefault(key, run)
+            return compiled(*args)
+
+        return run
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path, max_programs=None):
         """Loads `model.keras`, `spm.model` and `metrics.json` from a folder.
 
         Raises:
@@ -157,7 +191,7 @@ class Translator:
         card = {}
         if (path / "metrics.json").is_file():
             card = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
-        return cls(model, tokenizer, card, name=path.name)
+        return cls(model, tokenizer, card, name=path.name, max_programs=max_programs)
 
     # ------------------------------------------------------------ helpers
     @property
@@ -194,7 +228,7 @@ class Translator:
                     return_beam=return_beam,
                     **common,
                 )
-            self._searches[key] = compile_search(self.model, search)
+            self._searches[key] = self._compiled(key, search)
         return self._searches[key]
 
     def _scorer(self, top_k, return_attention):
@@ -211,7 +245,7 @@ class Translator:
                     return_attention=return_attention,
                 )
 
-            self._searches[key] = compile_search(self.model, score)
+            self._searches[key] = self._compiled(key, score)
         return self._searches[key]
 
     def _head_masks(self, disabled_heads):
@@ -248,22 +282,26 @@ class Translator:
     def _pieces(self, ids):
         return [self.tokenizer.id_to_piece(int(i)) for i in ids]
 
-    def target_ids(self, target, argument="target"):
+    def target_ids(self, target, argument="target", allow_unknown=False):
         """Ids of a target given as text or as a list of pieces.
 
         Text is cleaned and tokenized like a source; pieces are looked up one
         by one. The end piece is not added.
 
+        Text with characters the vocabulary lacks is refused (they could
+        only be forced as `<unk>`) unless `allow_unknown` (scoring a text
+        that a person wrote: those characters are scored as `<unk>`).
+
         Raises:
-            ValueError: for text with characters the vocabulary lacks (they
-                would be forced as `<unk>`), an unknown piece or a control
+            ValueError: for text with characters the vocabulary lacks, an
+                unknown piece or a control
                 piece (`<s>`, `<pad>`; `</s>` only as the last piece of a
                 list).
         """
         if isinstance(target, str):
             text = clean_text(target)
             ids = self.tokenizer.encode(text)
-            if self.tokenizer.unk_id() in ids:
+            if not allow_unknown and self.tokenizer.unk_id() in ids:
                 missing = [
                     c
                     for c in dict.fromkeys(text)
@@ -596,7 +634,7 @@ class Translator:
         items = []
         for text, one_target in zip(source, targets):
             ids, truncated = self._encode(clean_text(text))
-            labels = self.target_ids(one_target) + [self.eos_id]
+            labels = self.target_ids(one_target, allow_unknown=True) + [self.eos_id]
             if len(labels) > limit:
                 raise ValueError(
                     f"`target` has {len(labels)} pieces with the end piece; the "

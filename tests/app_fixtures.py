@@ -36,9 +36,12 @@ CHROMIUM_ARGS = [
 def tiny_demo():
     """`(demo, translators)` of the app on the fixture model, built in-process."""
     from explorer import build_demo
+    from explorer.models import MAX_PROGRAMS
     from keras_mha import Translator
 
-    translators = {TINY_MODEL: Translator.load(FIXTURE_MODELS / TINY_MODEL)}
+    translators = {
+        TINY_MODEL: Translator.load(FIXTURE_MODELS / TINY_MODEL, MAX_PROGRAMS)
+    }
     return build_demo(translators), translators
 
 

@@ -173,10 +173,22 @@ def test_a_corrupt_model_folder_is_reported_and_the_others_load(tmp_path):
     (tmp_path / "notes").mkdir()  # No model.keras: not a model folder.
     translators, failures = models.load_models(tmp_path)
     assert list(translators) == ["good"]
-    assert list(failures) == ["broken"] and failures["broken"]
+    assert list(failures) == ["broken"]
+    # The page says what failed, never the details (paths of the server).
+    assert failures["broken"] == "could not be loaded (ValueError; see the server log)"
+    assert str(tmp_path) not in failures["broken"]
     assert models.load_models(tmp_path / "missing") == ({}, {})
     cards = models.read_model_cards(tmp_path, ["good", "broken"])
     assert list(cards) == ["good"] and cards["good"].startswith("# tiny")
+
+
+def test_the_page_names_no_server_path(monkeypatch):
+    from explorer import views as views_lib
+
+    monkeypatch.chdir(REPO_ROOT)
+    head = views_lib.head_html()
+    assert "gradio_api/file=explorer/static/explorer.js?v=" in head
+    assert str(REPO_ROOT) not in head
 
 
 def test_a_demo_without_models_still_builds_and_says_so():
@@ -547,6 +559,8 @@ def test_a_permalink_opens_the_page_with_its_translation(views, shared):
     assert updates[view.model] == TINY_MODEL and updates[view.decoding] == "beam"
     state = updates[shared.state]
     assert state.request.beam_size == 3 and state.request.text == SENTENCE
+    # The link's beam size reaches the control.
+    assert updates[view.beam_size]["value"] == 3
     assert updates[shared.output] == state.translation.text
     assert updates[shared.payload]["beam"] is not None
 
@@ -695,3 +709,48 @@ def test_api_attention_bad_arguments(demo):
         demo.api["attention"](SENTENCE, TINY_MODEL, "self", 0, 0)
     with pytest.raises(gr.Error, match="does not exist"):
         demo.api["attention"](SENTENCE, TINY_MODEL, "cross", 5, 0)
+
+
+# ------------------------------------------------------------ bounded work
+def test_no_request_makes_the_server_compile_without_bound(demo):
+    service = demo.service
+    translator = service.translators[TINY_MODEL]
+    before = translator.compiled_programs
+    for top_k in range(0, 11):
+        _, facts = demo.api["translate"](SENTENCE, TINY_MODEL, "greedy", 4, top_k)
+        assert all(len(step) == top_k for step in facts["alternatives"])
+    after_greedy = translator.compiled_programs
+    for beam in (2, 3, 4, 6, 8):
+        for top_k in (0, 7, 10):
+            demo.api["translate"](SENTENCE, TINY_MODEL, "beam", beam, top_k)
+    # top_k is cut on the host: one program per search and source length.
+    assert service.compiled_programs()[TINY_MODEL] == translator.compiled_programs
+    assert after_greedy <= before + 1  # One greedy search for this length.
+    assert translator.compiled_programs <= after_greedy + 5  # One per beam size.
+    assert translator.compiled_programs <= models.MAX_PROGRAMS
+    assert translator.max_programs == models.MAX_PROGRAMS
+    with pytest.raises(gr.Error, match="must be one of 2, 3, 4, 6, 8"):
+        demo.api["translate"](SENTENCE, TINY_MODEL, "beam", 5)
+
+
+def test_a_translator_drops_its_programs_at_the_cap():
+    translator = Translator.load(FIXTURE_MODELS / TINY_MODEL, max_programs=2)
+    for options in ({"return_attention": False}, {}, {"top_k": 3}):  # 3 searches.
+        translator.translate("Hi!", **options)
+    assert translator.compiled_programs == 1 and translator.programs_dropped == 2
+    assert translator.translate("Hi!").text  # Still translates.
+
+
+def test_a_long_prefix_is_cut_before_it_is_tokenized(demo, monkeypatch):
+    seen = []
+    translator = demo.service.translators[TINY_MODEL]
+    encode = translator.target_ids
+
+    def spy(target, argument="target"):
+        seen.append(len(target))
+        return encode(target, argument)
+
+    monkeypatch.setattr(translator, "target_ids", spy)
+    with pytest.raises(gr.Error, match="pieces; at most"):
+        demo.api["translate"](SENTENCE, TINY_MODEL, "greedy", 4, 5, "word " * 10**5)
+    assert seen == [MAX_INPUT_CHARS]

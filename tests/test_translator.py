@@ -460,4 +460,6 @@ def test_a_prefix_with_characters_the_vocabulary_lacks_is_refused(translator):
     ):
         translator.translate("Hi!", prefix="<b>Hola")
     with pytest.raises(ValueError, match="'✈'"):
-        translator.score("Hi!", "Hola ✈")
+        translator.translate(["Hi!"], prefix=["Hola ✈"])
+    # A translation a person wrote is scored as it is: `<unk>` for those.
+    assert "<unk>" in translator.score("Hi!", "Hola ✈").target_tokens

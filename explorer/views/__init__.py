@@ -16,6 +16,7 @@ it on the client when the visitor switches heads, layers or steps.
 import dataclasses
 import hashlib
 import json
+import os
 import pathlib
 
 import gradio as gr
@@ -26,9 +27,14 @@ ASSETS = ("explorer.js", "explorer.css")
 
 def _asset_url(name):
     # Relative to the page, so that a root path or a proxy prefix still works;
-    # the content hash makes browsers fetch a changed file.
+    # the file relative to the server's working directory where it lies
+    # inside it (Gradio resolves it there), so the page names no server
+    # path; the content hash makes browsers fetch a changed file.
     path = STATIC / name
     digest = hashlib.sha1(path.read_bytes()).hexdigest()[:10]
+    cwd = pathlib.Path.cwd().resolve()
+    if cwd in path.parents:
+        path = pathlib.Path(os.path.relpath(path, cwd))
     return f"gradio_api/file={path.as_posix()}?v={digest}"
 
 

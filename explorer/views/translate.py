@@ -7,7 +7,7 @@ import html
 import gradio as gr
 
 from explorer import models, payload
-from explorer.service import MAX_BEAM_SIZE, MAX_INPUT_CHARS, TOP_K, friendly_errors
+from explorer.service import BEAM_SIZES, MAX_INPUT_CHARS, TOP_K, friendly_errors
 from explorer.state import ExplorerState, Request
 from explorer.views import browser_view
 
@@ -81,11 +81,9 @@ class TranslateView:
                         label="Decoding",
                         elem_id="decoding",
                     )
-                    self.beam_size = gr.Slider(
-                        2,
-                        MAX_BEAM_SIZE,
+                    self.beam_size = gr.Radio(
+                        list(BEAM_SIZES),
                         value=4,
-                        step=1,
                         label="Beam size",
                         visible=False,
                         elem_id="beam-size",
@@ -185,7 +183,10 @@ class TranslateView:
             updates[self.decoding] = decoding
             updates[self.beam_size] = gr.update(visible=decoding == "beam")
         try:
-            updates.update(self.translate(text, model, decoding, params.get("beam", 4)))
+            beam = self.shared.service.beam_size(decoding, params.get("beam", 4))
+            updates.update(self.translate(text, model, decoding, beam))
+            if beam > 1:  # The link's beam size reaches the control too.
+                updates[self.beam_size] = gr.update(value=beam, visible=True)
         except gr.Error as error:
             gr.Warning(error.message)
         return updates
