@@ -15,8 +15,20 @@ Methods (`method=`):
   Neural Machine Translation"): the same average, read one step later, at
   the row where target piece t is the decoder *input*: the decoder has then
   seen the word and attends to its source.
-- `"layer:<n>"`: layer n's heads averaged (row as in `"average"`).
+- `"layer:<n>"`: layer n's heads averaged (row as in `"average"`); a
+  negative n counts from the last layer (`"layer:-2"`, the one before it).
 - `"head:<n>:<h>"`: head h of layer n alone.
+- Any of these with `"shift-"` before it reads one step later, as
+  `"shift-att"` does (`"shift-layer:-2"`).
+
+How a word matrix becomes links (a suffix, default `argmax`):
+- `argmax`: each target word to the source word it attends to most.
+- `+inter`: only links that are also the column's argmax (the target word
+  that attends most to that source word): fewer, surer links, as the
+  symmetrised "ArgMax" of SimAlign (Jalili Sabet et al., 2020).
+- `+union`: row argmaxes and column argmaxes together.
+- `+p<t>`: every link whose weight in its row is at least t (rows sum to 1),
+  e.g. `"average+p0.3"`: none, one or several per target word.
 
 Links are `(source_word, target_word)` index pairs; `to_pharaoh` writes them
 in the standard `i-j` form (i = source word, j = target word).
@@ -64,25 +76,66 @@ def target_words(translation):
 def parse_method(method):
     """`method` -> `(shift, layer, head)`; layer/head `None` means averaged.
 
+    The links suffix (`+inter`, ...) is read by `parse_links`.
+
     Raises:
         ValueError: for an unknown method, with the accepted forms.
     """
-    if method == "average":
+    attention = str(method).split("+", 1)[0]
+    if attention == "average":
         return False, None, None
-    if method == "shift-att":
+    if attention == "shift-att":
         return True, None, None
-    parts = str(method).split(":")
+    shift = attention.startswith("shift-")
+    parts = attention.removeprefix("shift-").split(":")
     try:
         if parts[0] == "layer" and len(parts) == 2:
-            return False, int(parts[1]), None
+            return shift, int(parts[1]), None
         if parts[0] == "head" and len(parts) == 3:
-            return False, int(parts[1]), int(parts[2])
+            return shift, int(parts[1]), int(parts[2])
     except ValueError:
         pass
     raise ValueError(
         'Received an invalid value for argument `method`, expected "shift-att", '
-        f'"average", "layer:<n>" or "head:<n>:<h>". Received: method={method!r}'
+        '"average", "layer:<n>" or "head:<n>:<h>" (maybe after "shift-"), '
+        'maybe followed by "+inter", "+union" or "+p<threshold>". '
+        f"Received: method={method!r}"
     )
+
+
+def parse_links(method):
+    """The links rule of `method`: `("argmax" | "inter" | "union", None)` or
+    `("threshold", t)`.
+
+    Raises:
+        ValueError: for an unknown rule.
+    """
+    if "+" not in str(method):
+        return "argmax", None
+    rule = str(method).split("+", 1)[1]
+    if rule in ("inter", "union"):
+        return rule, None
+    if rule.startswith("p"):
+        try:
+            threshold = float(rule[1:])
+        except ValueError:
+            threshold = None
+        if threshold is not None and 0 < threshold <= 1:
+            return "threshold", threshold
+    raise ValueError(
+        "Received an invalid value for the links rule of `method`, expected "
+        '"+inter", "+union" or "+p<t>" with 0 < t <= 1. '
+        f"Received: method={method!r}"
+    )
+
+
+def method_names(num_layers, num_heads, rules=("", "+inter", "+union", "+p0.3")):
+    """Every method for a model of this shape, the averaged ones first."""
+    attention = ["average", "shift-att"]
+    attention += [f"layer:{n}" for n in range(num_layers)]
+    attention += [f"shift-layer:{n}" for n in range(num_layers)]
+    attention += [f"head:{n}:{h}" for n in range(num_layers) for h in range(num_heads)]
+    return [a + rule for a in attention for rule in rules]
 
 
 def piece_attention(translation, method="shift-att"):
@@ -97,6 +150,8 @@ def piece_attention(translation, method="shift-att"):
     shift, layer, head = parse_method(method)
     cross = np.asarray(translation.attention["cross"], "float64")  # (N, H, T, S)
     num_layers, num_heads = cross.shape[:2]
+    if layer is not None and -num_layers <= layer < 0:
+        layer += num_layers
     if layer is not None and not 0 <= layer < num_layers:
         raise ValueError(
             f"`method={method!r}` names layer {layer}; the model has "
@@ -141,11 +196,27 @@ def word_alignment(translation, method="shift-att"):
         `"shift-att"` when the output stopped at `max_length` without the
         end piece, so that it is never an input).
     """
+    rule, threshold = parse_links(method)
     matrix = word_attention(translation, method)  # (target words, source words)
     if matrix.size == 0:
         return set()
-    best = np.argmax(matrix, axis=-1)
-    return {(int(best[j]), j) for j in np.flatnonzero(matrix.sum(axis=-1) > 0)}
+    return links_from_matrix(matrix, rule, threshold)
+
+
+def links_from_matrix(matrix, rule="argmax", threshold=None):
+    """`(source_word, target_word)` links of a `(target, source)` word
+    matrix by one of the rules of `parse_links`; all-zero rows get none."""
+    rows = np.flatnonzero(matrix.sum(axis=-1) > 0)
+    by_row = {(int(i), int(j)) for j, i in zip(rows, np.argmax(matrix[rows], -1))}
+    if rule == "argmax":
+        return by_row
+    if rule == "threshold":
+        return {(int(i), int(j)) for j, i in zip(*np.nonzero(matrix >= threshold))}
+    columns = np.flatnonzero(matrix.sum(axis=0) > 0)
+    by_column = {
+        (int(i), int(j)) for i, j in zip(columns, np.argmax(matrix[:, columns], 0))
+    }
+    return by_row & by_column if rule == "inter" else by_row | by_column
 
 
 def alignment_error_rate(predicted, sure, possible=None):
@@ -182,6 +253,23 @@ def alignment_error_rate(predicted, sure, possible=None):
     if size_predicted + size_sure == 0:
         raise ValueError("No links in `predicted` or `sure`: AER is undefined.")
     return 1.0 - (hits_sure + hits_possible) / (size_predicted + size_sure)
+
+
+def alignment_scores(predicted, sure, possible=None):
+    """Corpus AER, precision (`|A & P| / |A|`) and recall (`|A & S| / |S|`),
+    as fractions in a dict; see `alignment_error_rate`."""
+    possible = sure if possible is None else possible
+    counts = np.zeros(4)  # |A & S|, |A & P|, |A|, |S|
+    for a, s, p in zip(predicted, sure, possible):
+        a, s = set(a), set(s)
+        p = set(p) | s
+        counts += (len(a & s), len(a & p), len(a), len(s))
+    hits_sure, hits_possible, size_predicted, size_sure = counts
+    return {
+        "aer": alignment_error_rate(predicted, sure, possible),
+        "precision": hits_possible / size_predicted if size_predicted else 0.0,
+        "recall": hits_sure / size_sure if size_sure else 0.0,
+    }
 
 
 def to_pharaoh(links):

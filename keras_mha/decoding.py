@@ -619,7 +619,13 @@ def beam_search(
 
 
 def teacher_forced_scores(
-    model, encoder_inputs, decoder_inputs, labels, top_k=0, return_attention=True
+    model,
+    encoder_inputs,
+    decoder_inputs,
+    labels,
+    top_k=0,
+    return_attention=True,
+    layer_predictions=0,
 ):
     """Scores given outputs in one teacher-forced pass of the whole model.
 
@@ -631,17 +637,24 @@ def teacher_forced_scores(
         labels: `(B, T)` int ids of the outputs, 0 = padding.
         top_k: int, alternatives per position (0: none).
         return_attention: bool.
+        layer_predictions: int k, the k pieces that each decoder layer's
+            output predicts through `model.logits` (logit lens; 0: none).
 
     Returns:
         A dict: `"log_probs"` `(B, T)` log-probability of each label (0 at
         padding); with `top_k`, `"alternative_ids"` and
         `"alternative_log_probs"` `(B, T, k)`; with `return_attention`,
         `"encoder"` `(N_e, B, H, S, S)`, `"decoder"` `(N_d, B, H, T, T)`,
-        `"cross"` `(N_d, B, H, T, S)`.
+        `"cross"` `(N_d, B, H, T, S)`; with `layer_predictions`,
+        `"layer_ids"` and `"layer_log_probs"` `(N_d, B, T, k)`.
     """
     inputs = {"encoder_inputs": encoder_inputs, "decoder_inputs": decoder_inputs}
-    outputs = model(inputs, return_attention_scores=return_attention)
-    logits = outputs["logits"] if return_attention else outputs
+    outputs = model(
+        inputs,
+        return_attention_scores=return_attention,
+        return_hidden_states=bool(layer_predictions),
+    )
+    logits = outputs["logits"] if isinstance(outputs, dict) else outputs
     log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)  # (B, T, V)
     labels = ops.cast(labels, "int32")
     label_log_probs = ops.take_along_axis(log_probs, labels[..., None], axis=-1)
@@ -651,6 +664,17 @@ def teacher_forced_scores(
         top_log_probs, top_ids = ops.top_k(log_probs, top_k)  # (B, T, k)
         result["alternative_ids"] = ops.cast(top_ids, "int32")
         result["alternative_log_probs"] = top_log_probs
+    if layer_predictions:
+        ids, values = [], []
+        for hidden in outputs["hidden_states"]:  # N_d x (B, T, D)
+            layer_log_probs = ops.log_softmax(
+                ops.cast(model.logits(hidden), "float32"), axis=-1
+            )  # (B, T, V)
+            top_values, top_ids = ops.top_k(layer_log_probs, layer_predictions)
+            ids.append(ops.cast(top_ids, "int32"))
+            values.append(top_values)
+        result["layer_ids"] = ops.stack(ids, axis=0)  # (N_d, B, T, k)
+        result["layer_log_probs"] = ops.stack(values, axis=0)  # (N_d, B, T, k)
     if return_attention:
         for key, name in (
             ("encoder", "encoder_attentions"),

@@ -143,10 +143,19 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
             )
         self.built = True
 
-    def call(self, token_ids, start_index=0):
-        length = ops.shape(token_ids)[1]  # Dynamic under tf.function.
+    def token_vectors(self, token_ids):
+        """The token part of the output: `(B, T)` ids -> `(B, T, D)`, the
+        embeddings scaled by sqrt(D) (what attribution methods perturb)."""
         tokens = ops.take(self.embeddings, ops.cast(token_ids, "int32"), axis=0)
-        tokens = tokens * ops.cast(math.sqrt(self.embedding_dim), tokens.dtype)
+        return tokens * ops.cast(math.sqrt(self.embedding_dim), tokens.dtype)
+
+    def call(self, token_ids, start_index=0, token_vectors=None):
+        """`(B, T)` ids -> `(B, T, D)` token vectors + position vectors;
+        `token_vectors` `(B, T, D)`, if given, replace `token_vectors(ids)`."""
+        length = ops.shape(token_ids)[1]  # Dynamic under tf.function.
+        tokens = (
+            self.token_vectors(token_ids) if token_vectors is None else token_vectors
+        )
         positions = ops.arange(length) + start_index  # (T,)
         if self.position_embedding == "learned":
             position_vectors = ops.take(self.position_embeddings, positions, axis=0)

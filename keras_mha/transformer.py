@@ -198,18 +198,21 @@ class Transformer(keras.Model):
         training=None,
         return_attention_scores=False,
         head_masks=None,
+        token_vectors=None,
     ):
         """Runs the encoder once.
 
         Args:
             encoder_inputs: `(B, S)` token ids, 0 = padding.
+            token_vectors: optional `(B, S, D)` in place of the scaled token
+                embeddings (positions are still added), for attribution.
 
         Returns:
             `(B, S, D)` encoder outputs; with `return_attention_scores` also
             a list of N_e `(B, H, S, S)` scores.
         """
         mask = padding_mask(encoder_inputs)  # (B, S)
-        x = self.source_embedding(encoder_inputs)  # (B, S, D)
+        x = self.source_embedding(encoder_inputs, token_vectors=token_vectors)
         x = self.embedding_dropout(x, training=training)
         attentions = []
         for i, layer in enumerate(self.encoder_layers):
@@ -227,6 +230,12 @@ class Transformer(keras.Model):
             x = self.encoder_layer_norm(x)
         return (x, attentions) if return_attention_scores else x
 
+    def logits(self, hidden):
+        """Decoder states -> logits: the final normalisation (pre-LN) and the
+        output projection, `(B, T, D)` -> `(B, T, V)`. Applied to any decoder
+        layer's output it gives what that layer would predict (logit lens)."""
+        return self._logits(hidden)
+
     def _logits(self, x):
         if self.decoder_layer_norm is not None:
             x = self.decoder_layer_norm(x)
@@ -241,23 +250,37 @@ class Transformer(keras.Model):
         training=None,
         return_attention_scores=False,
         head_masks=None,
+        token_vectors=None,
+        return_hidden_states=False,
     ):
+        """The teacher-forced pass: `(B, T, V)` logits.
+
+        `token_vectors` (`{"source": (B, S, D), "target": (B, T, D)}`)
+        replace the scaled token embeddings (attribution); with
+        `return_attention_scores` the result is a dict with the attention
+        of every layer, and with `return_hidden_states` also
+        `"hidden_states"`, each decoder layer's `(B, T, D)` output.
+        """
         encoder_inputs = inputs["encoder_inputs"]
         decoder_inputs = inputs["decoder_inputs"]
+        token_vectors = token_vectors or {}
         encoded = self.encode(
             encoder_inputs,
             training=training,
             return_attention_scores=return_attention_scores,
             head_masks=head_masks,
+            token_vectors=token_vectors.get("source"),
         )
         encoder_attentions = []
         if return_attention_scores:
             encoded, encoder_attentions = encoded
         encoder_mask = padding_mask(encoder_inputs)  # (B, S)
         decoder_mask = padding_mask(decoder_inputs)  # (B, T)
-        x = self.target_embedding(decoder_inputs)  # (B, T, D)
+        x = self.target_embedding(
+            decoder_inputs, token_vectors=token_vectors.get("target")
+        )  # (B, T, D)
         x = self.embedding_dropout(x, training=training)
-        decoder_attentions, cross_attentions = [], []
+        decoder_attentions, cross_attentions, hidden_states = [], [], []
         for i, layer in enumerate(self.decoder_layers):
             x = layer(
                 x,
@@ -273,15 +296,20 @@ class Transformer(keras.Model):
                 x, self_scores, cross_scores = x
                 decoder_attentions.append(self_scores)
                 cross_attentions.append(cross_scores)
+            hidden_states.append(x)
         logits = self._logits(x)
-        if not return_attention_scores:
+        if not (return_attention_scores or return_hidden_states):
             return logits
-        return {
-            "logits": logits,
-            "encoder_attentions": encoder_attentions,
-            "decoder_attentions": decoder_attentions,
-            "cross_attentions": cross_attentions,
-        }
+        result = {"logits": logits}
+        if return_attention_scores:
+            result.update(
+                encoder_attentions=encoder_attentions,
+                decoder_attentions=decoder_attentions,
+                cross_attentions=cross_attentions,
+            )
+        if return_hidden_states:
+            result["hidden_states"] = hidden_states
+        return result
 
     # ------------------------------------------------------------ decoding
     def init_cache(self, encoder_outputs, max_length):

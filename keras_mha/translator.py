@@ -68,6 +68,10 @@ class Translation:
             step of `beam_steps` (follow `parent` from there to the start).
         finished: the output ended with the end piece; False when decoding
             stopped first (at `max_length`), a cut-off hypothesis.
+        layer_predictions: with `layer_predictions=k` (`score`), per decoder
+            layer a list per output position of the k `(piece, probability)`
+            pairs that layer's output predicts (logit lens); the last layer's
+            are the model's own distribution.
     """
 
     text: str
@@ -84,6 +88,7 @@ class Translation:
     beam_steps: list = dataclasses.field(default_factory=list)
     beam_slot: int | None = None
     finished: bool = True
+    layer_predictions: list = dataclasses.field(default_factory=list)
 
     def to_npz_dict(self):
         """Flat dict for `np.savez`: attention arrays and token labels."""
@@ -231,8 +236,8 @@ class Translator:
             self._searches[key] = self._compiled(key, search)
         return self._searches[key]
 
-    def _scorer(self, top_k, return_attention):
-        key = ("score", top_k, return_attention)
+    def _scorer(self, top_k, return_attention, layer_predictions=0):
+        key = ("score", top_k, return_attention, layer_predictions)
         if key not in self._searches:
 
             def score(model, encoder_inputs, decoder_inputs, labels):
@@ -243,6 +248,7 @@ class Translator:
                     labels,
                     top_k=top_k,
                     return_attention=return_attention,
+                    layer_predictions=layer_predictions,
                 )
 
             self._searches[key] = self._compiled(key, score)
@@ -351,6 +357,7 @@ class Translator:
         top_k=0,
         prefix=None,
         return_beam=False,
+        layer_predictions=0,
     ):
         """Translates one text (returns a `Translation`) or a list (a list).
 
@@ -374,6 +381,9 @@ class Translator:
                 prefix forces nothing.
             return_beam: with `beam_size > 1`, record the search tree in
                 `Translation.beam_steps`.
+            layer_predictions: int k: `Translation.layer_predictions` of the
+                output (see `score`), from one teacher-forced pass over it
+                (equal to the decoding's own states to float rounding).
 
         Raises:
             ValueError: for a bad argument, an unknown piece in `prefix`, or a
@@ -389,6 +399,7 @@ class Translator:
             batch_size=batch_size,
             top_k=top_k,
             return_beam=return_beam,
+            layer_predictions=layer_predictions,
         )
         if isinstance(text_or_texts, str):
             return self.translate([text_or_texts], prefix=[prefix], **options)[0]
@@ -428,6 +439,29 @@ class Translator:
             out = self._run_search(search, batch, head_masks, max_length)
             for row, i in enumerate(chunk):
                 results[i] = self._translation(out, row, batch[row], n_best)
+        layer_predictions = self._check_top_k(layer_predictions)
+        if layer_predictions and order:
+            # The positions' distributions depend on the decoder inputs only,
+            # so an output cut at `max_length` (no end piece) is scored
+            # without its last piece: the end piece's position then holds
+            # the distribution the last piece was chosen from.
+            targets = [
+                [p for p in results[i].target_tokens if p != EOS][: max_length - 1]
+                for i in order
+            ]
+            scored = self.score(
+                [texts[i] for i in order],
+                targets,
+                top_k=0,
+                return_attention=False,
+                batch_size=batch_size,
+                layer_predictions=layer_predictions,
+            )
+            for i, one in zip(order, scored):
+                length = len(results[i].target_tokens)
+                results[i].layer_predictions = [
+                    steps[:length] for steps in one.layer_predictions
+                ]
         return results
 
     def _check_top_k(self, top_k):
@@ -595,8 +629,50 @@ class Translator:
             alternatives=alternatives,
         )
 
+    # ------------------------------------------------------------ attribute
+    def attribute(self, source, target=None, method="integrated_gradients", steps=16):
+        """What each source piece and each earlier target piece contributed
+        to each output piece (`keras_mha.attribution`).
+
+        Args:
+            source: str.
+            target: the translation to explain, as text or pieces (as in
+                `score`); `None`: the model's own greedy translation.
+            method: `"integrated_gradients"` or `"grad_x_input"`.
+            steps: integration steps of integrated gradients.
+
+        Returns:
+            A `keras_mha.attribution.Attribution` with its pieces.
+        """
+        from keras_mha.attribution import Attributor
+
+        text = clean_text(source)
+        ids, _ = self._encode(text)
+        if not ids:
+            raise ValueError("`source` is empty: there is nothing to attribute.")
+        if target is None:
+            target = self.translate(text, return_attention=False).target_tokens
+        labels = self.target_ids(target, allow_unknown=True) + [self.eos_id]
+        labels = labels[: self.model.max_length]
+        decoder_ids = [self.bos_id] + labels[:-1]
+        if not hasattr(self, "_attributor"):
+            self._attributor = Attributor(self.model)
+        result = self._attributor(ids, decoder_ids, labels, method, steps)
+        result.source_tokens = self._pieces(ids)
+        result.target_tokens = self._pieces(labels)
+        result.decoder_input_tokens = [BOS] + result.target_tokens[:-1]
+        return result
+
     # ------------------------------------------------------------ score
-    def score(self, source, target, top_k=5, return_attention=True, batch_size=64):
+    def score(
+        self,
+        source,
+        target,
+        top_k=5,
+        return_attention=True,
+        batch_size=64,
+        layer_predictions=0,
+    ):
         """Scores a given translation of `source` in one teacher-forced pass.
 
         Args:
@@ -608,6 +684,10 @@ class Translator:
             top_k: int, the pieces the model preferred at each position.
             return_attention: bool.
             batch_size: int, pairs scored together.
+            layer_predictions: int k: record, for every position, the k
+                pieces each decoder layer's output would predict through the
+                final normalisation and the output projection (logit lens),
+                in `Translation.layer_predictions`.
 
         Returns:
             A `Translation` (a list for a list of sources) whose `text` and
@@ -619,9 +699,14 @@ class Translator:
                 model's `max_length` pieces (the end piece included).
         """
         if isinstance(source, str):
-            return self.score([source], [target], top_k, return_attention, batch_size)[
-                0
-            ]
+            return self.score(
+                [source],
+                [target],
+                top_k,
+                return_attention,
+                batch_size,
+                layer_predictions,
+            )[0]
         targets = list(target)
         if len(targets) != len(source):
             raise ValueError(
@@ -629,6 +714,7 @@ class Translator:
                 f"sources, {len(targets)} targets"
             )
         top_k = self._check_top_k(top_k)
+        layer_predictions = self._check_top_k(layer_predictions)
         check_integer("batch_size", batch_size, minimum=1)
         limit = self.model.max_length
         items = []
@@ -641,7 +727,7 @@ class Translator:
                     f"model scores at most max_length={limit}"
                 )
             items.append((ids, truncated, labels))
-        scorer = self._scorer(top_k, bool(return_attention))
+        scorer = self._scorer(top_k, bool(return_attention), layer_predictions)
         results = []
         for start in range(0, len(items), batch_size):
             batch = items[start : start + batch_size]
@@ -665,6 +751,20 @@ class Translator:
                     alternatives=self._alternatives(out, (row,), T),
                 )
                 translation.truncated = truncated
+                if layer_predictions:
+                    translation.layer_predictions = [
+                        [
+                            [
+                                (self.tokenizer.id_to_piece(int(i)), float(np.exp(q)))
+                                for i, q in zip(ids_t, log_probs_t)
+                            ]
+                            for ids_t, log_probs_t in zip(
+                                out["layer_ids"][n, row, :T],
+                                out["layer_log_probs"][n, row, :T],
+                            )
+                        ]
+                        for n in range(out["layer_ids"].shape[0])
+                    ]
                 results.append(translation)
         return results
 

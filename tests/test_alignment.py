@@ -156,3 +156,65 @@ def test_pharaoh_possible_links_stay_possible():
     assert alignment_error_rate([{(0, 0), (1, 2)}], [sure], [possible]) == 0.0
     with pytest.raises(ValueError, match="Malformed"):
         from_pharaoh("0-a")
+
+
+# ------------------------------------------------------------ link rules
+def test_link_rules_of_a_word_matrix():
+    from keras_mha.alignment import links_from_matrix
+
+    # Rows: target words; columns: source words; rows sum to 1.
+    matrix = np.array([[0.7, 0.3, 0.0], [0.6, 0.4, 0.0], [0.0, 0.45, 0.55]])
+    argmax = {(0, 0), (0, 1), (2, 2)}
+    assert links_from_matrix(matrix) == argmax
+    # Column argmaxes: source 0 -> target 0, source 1 -> target 2, source 2 -> 2.
+    assert links_from_matrix(matrix, "inter") == {(0, 0), (2, 2)}
+    assert links_from_matrix(matrix, "union") == argmax | {(1, 2)}
+    assert links_from_matrix(matrix, "threshold", 0.4) == {
+        (0, 0),
+        (0, 1),
+        (1, 1),
+        (1, 2),
+        (2, 2),
+    }
+
+
+def test_methods_name_a_rule_after_a_plus():
+    cross = np.broadcast_to(INPUT_ROWS, (2, 2, 5, 4))
+    translation = _translation(cross)
+    assert word_alignment(translation, "shift-att+union") >= word_alignment(
+        translation, "shift-att+inter"
+    )
+    for method in ("average+maybe", "average+p0", "average+p1.5", "sideways+inter"):
+        with pytest.raises(ValueError, match="invalid value"):
+            word_alignment(translation, method)
+
+
+def test_negative_layers_count_from_the_last_and_shift_applies_to_any():
+    cross = np.stack(
+        [np.broadcast_to(PRODUCING, (2, 5, 4)), np.broadcast_to(INPUT_ROWS, (2, 5, 4))]
+    )
+    translation = _translation(cross)
+    np.testing.assert_array_equal(
+        piece_attention(translation, "layer:-1"),
+        piece_attention(translation, "layer:1"),
+    )
+    np.testing.assert_array_equal(
+        piece_attention(translation, "shift-layer:1")[:4], INPUT_ROWS[1:]
+    )
+    with pytest.raises(ValueError, match="layer -3"):
+        piece_attention(translation, "layer:-3")
+
+
+def test_every_method_of_a_model_shape_is_named_once():
+    from keras_mha.alignment import method_names
+
+    names = method_names(2, 3)
+    assert len(names) == len(set(names)) == (2 + 2 + 2 + 6) * 4
+    assert names[:2] == ["average", "average+inter"]
+
+
+def test_alignment_scores_give_aer_precision_and_recall():
+    from keras_mha.alignment import alignment_scores
+
+    scores = alignment_scores([{(0, 0), (1, 2)}], [{(0, 0), (1, 1)}])
+    assert scores == {"aer": pytest.approx(0.5), "precision": 0.5, "recall": 0.5}

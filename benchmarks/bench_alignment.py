@@ -1,0 +1,189 @@
+"""Word alignment from attention against human gold links: AER, precision
+and recall of every method.
+
+    python -m benchmarks.bench_alignment                 # en-es and en-fr gold
+    python -m benchmarks.bench_alignment --quick         # 20 pairs each
+
+Each gold pair (`../shared/data/align/*.jsonl`: English words, translation
+words, sure links; see its README) is teacher-forced through the shipped
+model of its language pair (`Translator.score`), and every method of
+`keras_mha.alignment` (`method_names`: averaged, shifted, each layer, each
+head, each with the argmax, intersection, union and threshold rules) turns
+the recorded cross-attention into word links. AER counts sure links as
+possible (the gold sets have no possible links).
+
+Gold words are pre-tokenized; they are joined with spaces into the texts the
+model reads, so that the model's words (its pieces grouped at "▁") are the
+gold words one for one. A pair is left out only when that does not hold
+(a side cut at the model's `max_length`, or words that do not round-trip),
+and the left-out pairs are counted in the table and the JSON.
+
+The alignments do not depend on the backend beyond float rounding: one
+backend (`--backends jax`) is the default.
+"""
+
+import argparse
+import json
+import pathlib
+import sys
+
+if __package__ in (None, ""):  # Started as a file, not with -m.
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from benchmarks import harness  # noqa: E402
+
+NAME = "bench_alignment"
+# Gold set -> the shipped model of its language pair.
+GOLD = {
+    "en-es.europarl.jsonl": "en-es",
+    "en-fr.hansards.jsonl": "en-fr",
+}
+
+
+def read_gold(path, limit=None):
+    """`[(source words, target words, {(i, j)})]` of a gold file."""
+    pairs = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                item = json.loads(line)
+                links = {tuple(link) for link in item["alignment"]}
+                pairs.append((item["src_words"], item["tgt_words"], links))
+    return pairs[:limit] if limit else pairs
+
+
+def measure(model_dir, gold_path, limit=None, batch_size=32):
+    """Scores every method on one gold set; returns a dict for the JSON."""
+    from keras_mha import Translator, alignment
+
+    translator = Translator.load(model_dir)
+    pairs = read_gold(gold_path, limit)
+    sources = [" ".join(src) for src, _, _ in pairs]
+    targets = [" ".join(tgt) for _, tgt, _ in pairs]
+    scored = translator.score(sources, targets, top_k=0, batch_size=batch_size)
+    kept, left_out = [], {"truncated": 0, "words differ": 0}
+    for (src, tgt, links), translation in zip(pairs, scored):
+        if translation.truncated or len(translation.target_tokens) >= (
+            translator.model.max_length
+        ):
+            left_out["truncated"] += 1
+        elif (
+            alignment.source_words(translation) != src
+            or alignment.target_words(translation) != tgt
+        ):
+            left_out["words differ"] += 1
+        else:
+            kept.append((translation, links))
+    cross = kept[0][0].attention["cross"]
+    methods = alignment.method_names(*cross.shape[:2])
+    sure = [links for _, links in kept]
+    results = {}
+    for method in methods:
+        predicted = [alignment.word_alignment(t, method) for t, _ in kept]
+        scores = alignment.alignment_scores(predicted, sure)
+        results[method] = {k: round(100 * v, 1) for k, v in scores.items()}
+    return {
+        "model": pathlib.Path(model_dir).name,
+        "gold": gold_path.name,
+        "pairs": len(pairs),
+        "pairs_used": len(kept),
+        "left_out": left_out,
+        "links": sum(map(len, sure)),
+        "methods": results,
+    }
+
+
+def worker(args):
+    data_dir = pathlib.Path(args.data_dir)
+    limit = 20 if args.quick else None
+    sets = []
+    for gold, model in GOLD.items():
+        path = data_dir / gold
+        folder = harness.ROOT / "saved_models" / model
+        if not path.is_file() or not (folder / "model.keras").is_file():
+            harness.log(f"skipped {gold}: no gold file or no model {model}")
+            continue
+        harness.log(f"{gold} through {model} ...")
+        sets.append(measure(folder, path, limit))
+    harness.finish_worker(args, {"sets": sets})
+
+
+def summary_of(sets):
+    """The best method per set, and the method with the lowest mean AER over
+    the sets (the one a default should be)."""
+    if not sets:
+        return {}
+    methods = set.intersection(*(set(s["methods"]) for s in sets))
+    mean = {
+        m: round(sum(s["methods"][m]["aer"] for s in sets) / len(sets), 2)
+        for m in methods
+    }
+    best = min(mean, key=mean.get)
+    return {
+        "best_per_set": {
+            s["gold"]: min(s["methods"], key=lambda m: s["methods"][m]["aer"])
+            for s in sets
+        },
+        "best_mean": best,
+        "best_mean_aer": mean[best],
+        "mean_aer": dict(sorted(mean.items(), key=lambda item: item[1])),
+    }
+
+
+def table_of(sets, top=12):
+    """Markdown: the `top` methods by mean AER, plus average and shift-att."""
+    summary = summary_of(sets)
+    order = list(summary["mean_aer"])
+    shown = order[:top] + [m for m in ("average", "shift-att") if m not in order[:top]]
+    headers = (
+        ["method"]
+        + [
+            f"{s['model']} · {s['gold']} "
+            f"({s['pairs_used']}/{s['pairs']} pairs) AER / P / R"
+            for s in sets
+        ]
+        + ["mean AER"]
+    )
+    rows = []
+    for method in shown:
+        cells = [method]
+        for s in sets:
+            r = s["methods"][method]
+            cells.append(f"{r['aer']} / {r['precision']} / {r['recall']}")
+        cells.append(str(summary["mean_aer"][method]))
+        rows.append(cells)
+    return harness.markdown_table(headers, rows)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    harness.add_common_arguments(parser)
+    parser.set_defaults(backends=("jax",))
+    parser.add_argument(
+        "--data-dir",
+        default=str(harness.ROOT.parent / "shared" / "data" / "align"),
+        help="folder of the gold files (default: ../shared/data/align)",
+    )
+    args = parser.parse_args()
+    if args.backend_worker:
+        return worker(args)
+    backends = harness.run_workers(__file__, args.backends)
+    tables, summary = [], {}
+    for backend, result in backends.items():
+        if "error" in result or not result.get("sets"):
+            continue
+        table = table_of(result["sets"])
+        tables.append(f"{backend}:\n\n{table}")
+        summary[backend] = summary_of(result["sets"])
+        for s in result["sets"]:
+            summary[backend][f"left_out {s['gold']}"] = s["left_out"]
+    table = "\n\n".join(tables)
+    print(table)
+    settings = {"data_dir": "../shared/data/align", "gold": GOLD, "quick": args.quick}
+    path = harness.write_results(NAME, args, settings, backends, table, summary)
+    harness.log(f"wrote {path}")
+    return harness.exit_code(backends)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
