@@ -25,6 +25,7 @@ backend (`--backends jax`) is the default.
 import argparse
 import json
 import pathlib
+import shlex
 import sys
 
 if __package__ in (None, ""):  # Started as a file, not with -m.
@@ -52,7 +53,9 @@ def read_gold(path, limit=None):
     return pairs[:limit] if limit else pairs
 
 
-def measure(model_dir, gold_path, limit=None, batch_size=32):
+def measure(
+    model_dir, gold_path, limit=None, batch_size=32, integrated_gradients=False
+):
     """Scores every method on one gold set; returns a dict for the JSON."""
     from keras_mha import Translator, alignment
 
@@ -82,6 +85,29 @@ def measure(model_dir, gold_path, limit=None, batch_size=32):
         predicted = [alignment.word_alignment(t, method) for t, _ in kept]
         scores = alignment.alignment_scores(predicted, sure)
         results[method] = {k: round(100 * v, 1) for k, v in scores.items()}
+    # Attribution: gradient x input of every pair (integrated gradients
+    # costs `steps` times more and is left to `--integrated-gradients`).
+    attributions = {"grad_x_input": []}
+    if integrated_gradients:
+        attributions["integrated_gradients"] = []
+    for translation, _ in kept:
+        source = " ".join(alignment.source_words(translation))
+        for name, found in attributions.items():
+            found.append(
+                translator.attribute(
+                    source, translation.target_tokens, method=name, steps=16
+                )
+            )
+    for name, found in attributions.items():
+        for rule in ("", "+inter", "+union", "+p0.3"):
+            links_rule, threshold = alignment.parse_links("x" + rule)
+            predicted = [
+                alignment.attribution_alignment(a, links_rule, threshold) for a in found
+            ]
+            scores = alignment.alignment_scores(predicted, sure)
+            results[f"attribution:{name}{rule}"] = {
+                k: round(100 * v, 1) for k, v in scores.items()
+            }
     return {
         "model": pathlib.Path(model_dir).name,
         "gold": gold_path.name,
@@ -104,8 +130,35 @@ def worker(args):
             harness.log(f"skipped {gold}: no gold file or no model {model}")
             continue
         harness.log(f"{gold} through {model} ...")
-        sets.append(measure(folder, path, limit))
+        sets.append(
+            measure(folder, path, limit, integrated_gradients=args.integrated_gradients)
+        )
     harness.finish_worker(args, {"sets": sets})
+
+
+def update_card(found, command):
+    """Writes one set's AER per method into its model's `metrics.json` and
+    regenerates the card."""
+    from training.model_card import write_model_card
+
+    folder = harness.ROOT / "saved_models" / found["model"]
+    path = folder / "metrics.json"
+    metrics = json.loads(path.read_text(encoding="utf-8"))
+    metrics["alignment"] = {
+        "gold": found["gold"],
+        "pairs": found["pairs"],
+        "pairs_used": found["pairs_used"],
+        "links": found["links"],
+        "command": command,
+        "aer": {m: r["aer"] for m, r in found["methods"].items()},
+        "precision": {m: r["precision"] for m, r in found["methods"].items()},
+        "recall": {m: r["recall"] for m, r in found["methods"].items()},
+    }
+    path.write_text(
+        json.dumps(metrics, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    write_model_card(folder)
+    harness.log(f"updated {path}")
 
 
 def summary_of(sets):
@@ -160,6 +213,17 @@ def main():
     harness.add_common_arguments(parser)
     parser.set_defaults(backends=("jax",))
     parser.add_argument(
+        "--update-cards",
+        action="store_true",
+        help="write each model's measured AER into its metrics.json and card "
+        "(the app labels its alignment menu with them and opens the best)",
+    )
+    parser.add_argument(
+        "--integrated-gradients",
+        action="store_true",
+        help="also align by integrated gradients (16 steps; slow)",
+    )
+    parser.add_argument(
         "--data-dir",
         default=str(harness.ROOT.parent / "shared" / "data" / "align"),
         help="folder of the gold files (default: ../shared/data/align)",
@@ -179,6 +243,10 @@ def main():
             summary[backend][f"left_out {s['gold']}"] = s["left_out"]
     table = "\n\n".join(tables)
     print(table)
+    if args.update_cards and tables:
+        first = next(r for r in backends.values() if "error" not in r)
+        for found in first["sets"]:
+            update_card(found, shlex.join(["python", "-m", f"benchmarks.{NAME}"]))
     settings = {"data_dir": "../shared/data/align", "gold": GOLD, "quick": args.quick}
     path = harness.write_results(NAME, args, settings, backends, table, summary)
     harness.log(f"wrote {path}")

@@ -24,6 +24,7 @@ from explorer.views import STATIC, Shared
 from explorer.views.ablation import AblationView
 from explorer.views.alignment import AlignmentView
 from explorer.views.attention import AttentionView
+from explorer.views.attribution import AttributionView
 from explorer.views.beam import BeamView
 from explorer.views.heads import HeadsView
 from explorer.views.lines import LinesView
@@ -83,6 +84,8 @@ def build_demo(translators, failures=None, model_cards=None):
                 beam = BeamView(shared)
             with gr.Tab("Word alignment", id="alignment"):
                 alignment = AlignmentView(shared)
+            with gr.Tab("Attribution", id="attribution"):
+                attribution = AttributionView(shared)
             with gr.Tab("Head statistics", id="heads"):
                 heads = HeadsView(shared)
             with gr.Tab("Head ablation", id="ablation"):
@@ -96,6 +99,7 @@ def build_demo(translators, failures=None, model_cards=None):
             "score": score,
             "beam": beam,
             "alignment": alignment,
+            "attribution": attribution,
             "heads": heads,
             "ablation": ablation,
         }

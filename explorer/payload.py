@@ -87,8 +87,10 @@ def _f1(found, reference):
     return 2 * overlap / (len(found) + len(reference))
 
 
-def alignment_methods(translation):
-    """Method ids with labels: the library's methods, each layer, each head."""
+def alignment_methods(translation, measured_aer=None):
+    """Method ids with labels: the library's methods, each layer, each head;
+    a label carries the method's AER on human gold links where it was
+    measured for the model."""
     num_layers, num_heads = np.shape(translation.attention["cross"])[:2]
     methods = [(m, m) for m in alignment.ALIGNMENT_METHODS]
     methods += [(f"layer:{n}", f"layer {n} (mean of heads)") for n in range(num_layers)]
@@ -97,23 +99,42 @@ def alignment_methods(translation):
         for n in range(num_layers)
         for h in range(num_heads)
     ]
-    return methods
+    measured_aer = measured_aer or {}
+    return [
+        (m, f"{label} · AER {measured_aer[m]}" if m in measured_aer else label)
+        for m, label in methods
+    ]
 
 
-def alignments(translation):
+def default_alignment_method(translation, measured_aer=None):
+    """The menu's method with the lowest measured AER for the model, else the
+    library's default."""
+    ids = [m for m, _ in alignment_methods(translation)]
+    measured = {m: aer for m, aer in (measured_aer or {}).items() if m in ids}
+    return min(measured, key=measured.get) if measured else alignment.DEFAULT_METHOD
+
+
+def alignments(translation, measured_aer=None):
     """Word alignments of every method, as Pharaoh text (`i-j`: source word
     `i`, target word `j`)."""
+    methods = alignment_methods(translation, measured_aer)
     links = {
         method: alignment.word_alignment(translation, method=method)
-        for method, _ in alignment_methods(translation)
+        for method, _ in methods
     }
     return {
         "source_words": alignment.source_words(translation),
         "target_words": alignment.target_words(translation),
-        "default": alignment.ALIGNMENT_METHODS[0],
+        "default": default_alignment_method(translation, measured_aer),
+        "measured": bool(measured_aer),
         "methods": [
-            {"id": method, "label": label, "links": alignment.to_pharaoh(links[method])}
-            for method, label in alignment_methods(translation)
+            {
+                "id": method,
+                "label": label,
+                "aer": (measured_aer or {}).get(method),
+                "links": alignment.to_pharaoh(links[method]),
+            }
+            for method, label in methods
         ],
     }, links
 
@@ -206,7 +227,7 @@ def translation_payload(state, info=""):
     """Everything the views draw for the hypothesis `state` shows."""
     translation = state.translation
     weights, shapes = attention(translation)
-    aligned, links = alignments(translation)
+    aligned, links = alignments(translation, state.measured_aer)
     pieces = tokens(translation)
     request = state.request
     return {
@@ -223,6 +244,10 @@ def translation_payload(state, info=""):
         "score": _round(translation.score),
         "prefix_length": int(translation.prefix_length),
         "alternatives": alternatives(translation),
+        "layer_predictions": [
+            [[[piece, _round(prob)] for piece, prob in step] for step in steps]
+            for steps in translation.layer_predictions
+        ],
         "scale": SCALE,
         "shape": shapes,
         "attention": weights,
@@ -284,4 +309,34 @@ def score_payload(serial, scored, model_translation=None):
         "scale": SCALE,
         "shape": shapes,
         "attention": weights,
+    }
+
+
+def attribution_payload(serial, found, seconds=None):
+    """An `Attribution` for the browser: per output piece, the contribution
+    of every source piece and every decoder input (absolute, as shares of
+    the row's total, so that rows compare), the signed values, and the
+    source share."""
+    source = np.abs(np.asarray(found.source, "float64"))  # (T, S)
+    target = np.abs(np.asarray(found.target, "float64"))  # (T, T)
+    totals = source.sum(-1, keepdims=True) + target.sum(-1, keepdims=True)
+    totals[totals == 0] = 1.0
+    error = found.completeness_error
+    return {
+        "serial": serial,
+        "method": found.method,
+        "steps": found.steps,
+        "seconds": None if seconds is None else round(seconds, 3),
+        "tokens": {
+            "source": found.source_tokens,
+            "target": found.target_tokens,
+            "decoder_input": found.decoder_input_tokens,
+        },
+        "source": np.round(source / totals, 4).tolist(),
+        "prefix": np.round(target / totals, 4).tolist(),
+        "signed_source": np.round(np.asarray(found.source), 4).tolist(),
+        "signed_prefix": np.round(np.asarray(found.target), 4).tolist(),
+        "source_share": np.round(found.source_share, 4).tolist(),
+        "log_probs": np.round(found.values, 4).tolist(),
+        "completeness_error": None if error is None else np.round(error, 4).tolist(),
     }

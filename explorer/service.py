@@ -26,7 +26,12 @@ MAX_BEAM_SIZE = max(BEAM_SIZES)
 MAX_TOP_K = 10
 # Candidates shown per output piece unless asked otherwise.
 TOP_K = 5
+# Pieces each decoder layer would predict (logit lens), for Step by step.
+LAYER_PREDICTIONS = 3
 DECODINGS = ("greedy", "beam")
+ATTRIBUTION_METHODS = ("integrated_gradients", "grad_x_input")
+ATTRIBUTION_STEPS = 16  # Integrated gradients' steps unless asked otherwise.
+MAX_ATTRIBUTION_STEPS = 64
 
 
 def user_error(message):
@@ -151,6 +156,7 @@ class Service:
                     prefix=prefix,
                     disabled_heads=disabled_heads,
                     return_beam=beam > 1,
+                    layer_predictions=LAYER_PREDICTIONS,
                 )
         except ValueError as error:  # The library's messages name the fault.
             raise user_error(error) from error
@@ -204,6 +210,39 @@ class Service:
             raise user_error(error) from error
         _keep_top(translation, top_k)
         return translation, time.perf_counter() - start
+
+    def attribute(self, source, target, model, method, steps=ATTRIBUTION_STEPS):
+        """What each source and prefix piece contributed to each piece of
+        `target` (text or pieces; empty: the model's own translation).
+
+        Returns:
+            `(keras_mha.attribution.Attribution, seconds)`.
+
+        Raises:
+            gr.Error: for an unknown model or method, an empty source, or a
+                target the model cannot take.
+        """
+        translator = self.translator(model)
+        if method not in ATTRIBUTION_METHODS:
+            raise user_error(
+                f"Unknown attribution method {method!r}: "
+                + " or ".join(ATTRIBUTION_METHODS)
+            )
+        steps = _integer(steps, "steps", 1, MAX_ATTRIBUTION_STEPS)
+        source = str(source or "")[:MAX_INPUT_CHARS]
+        if not source.strip():
+            raise user_error("Type a sentence to translate first.")
+        if isinstance(target, (list, tuple)):
+            target = [str(p) for p in target[: translator.model.max_length + 1]]
+        else:
+            target = str(target or "")[:MAX_INPUT_CHARS] or None
+        start = time.perf_counter()
+        try:
+            with self.locks[model]:
+                found = translator.attribute(source, target, method=method, steps=steps)
+        except ValueError as error:
+            raise user_error(error) from error
+        return found, time.perf_counter() - start
 
     def warm_up(self, names=None, source_lengths=(16, 32), beam_size=4):
         """Compiles what the app runs (greedy for sources of up to

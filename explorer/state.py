@@ -38,11 +38,14 @@ class ExplorerState:
         shown: index into `hypotheses` of the one the views show.
         serial: a number unique to this state, so that the browser can
             tell a new translation from the one it has drawn.
+        measured_aer: `{alignment method: AER %}` measured for the model on
+            human gold links (its card's `alignment`), empty if never.
     """
 
     request: Request
     result: Translation
     shown: int = 0
+    measured_aer: dict = dataclasses.field(default_factory=dict, compare=False)
     serial: int = dataclasses.field(default_factory=lambda: next(_SERIALS))
 
     @property

@@ -154,18 +154,31 @@ def _attribute(model, encoder_inputs, decoder_inputs, labels, rows, alphas):
 
 class Attributor:
     """Attribution for a `keras_mha.Translator`'s model, compiled once per
-    input shape.
+    padded input shape.
 
     Example:
 
     >>> attributor = Attributor(translator.model)  # doctest: +SKIP
     >>> a = attributor(source_ids, decoder_ids, labels)  # doctest: +SKIP
     >>> a.source.shape  # (T, S)  # doctest: +SKIP
+
+
+    Args:
+        model: a `keras_mha.Transformer`.
+        compile: how to compile `_attribute` (default
+            `keras_mha.decoding.compile_search`; `Translator` passes its own,
+            which counts programs).
     """
 
-    def __init__(self, model):
+    # Padded source and target lengths: one compiled program per pair of
+    # buckets (and number of steps), whatever the sentence. Padding is exact:
+    # padded source keys are masked and padded target positions come after
+    # every real one (causal).
+    LENGTH_BUCKETS = (8, 16, 32, 64, 128, 256, 512)
+
+    def __init__(self, model, compile=compile_search):
         self.model = model
-        self._compiled = compile_search(model, _attribute)
+        self._compiled = compile(model, _attribute)
 
     def __call__(
         self, source_ids, decoder_ids, labels, method="integrated_gradients", steps=16
@@ -188,10 +201,14 @@ class Attributor:
                 f"of {ATTRIBUTION_METHODS}. Received: method={method!r}"
             )
         check_integer("steps", steps, minimum=1)
-        source_ids = np.asarray(source_ids, "int32")
-        decoder_ids = np.asarray(decoder_ids, "int32")
-        labels = np.asarray(labels, "int32")
-        T = len(labels)
+        S, T = len(source_ids), len(labels)
+        padded_s = next((b for b in self.LENGTH_BUCKETS if b >= S), S)
+        padded_t = next((b for b in self.LENGTH_BUCKETS if b >= T), T)
+        padded_s = min(padded_s, self.model.max_length)
+        padded_t = min(padded_t, self.model.max_length)
+        source_ids = np.pad(np.asarray(source_ids, "int32"), (0, padded_s - S))
+        decoder_ids = np.pad(np.asarray(decoder_ids, "int32"), (0, padded_t - T))
+        labels = np.pad(np.asarray(labels, "int32"), (0, padded_t - T))
         if method == "grad_x_input":
             alphas = np.zeros((0,), "float32")
         else:
@@ -199,18 +216,20 @@ class Attributor:
         # Rows: every output piece at every point of the path, then at the
         # input itself (alpha 1) and at the baseline (alpha 0).
         points = np.concatenate([alphas, [1.0, 0.0]]).astype("float32")
-        rows = np.repeat(np.arange(T, dtype="int32"), len(points))  # (R,)
+        rows = np.repeat(np.arange(padded_t, dtype="int32"), len(points))  # (R,)
         R = len(rows)
         values, source, target = self._compiled(
             np.tile(source_ids, (R, 1)),
             np.tile(decoder_ids, (R, 1)),
             np.tile(labels, (R, 1)),
             rows,
-            np.tile(points, T),
+            np.tile(points, padded_t),
         )
-        values = np.asarray(values, "float64").reshape(T, len(points))
-        source = np.asarray(source, "float64").reshape(T, len(points), -1)
-        target = np.asarray(target, "float64").reshape(T, len(points), -1)
+        # Rows of padded positions explain nothing: cut them and the padding.
+        values = np.asarray(values, "float64").reshape(padded_t, len(points))[:T]
+        source = np.asarray(source, "float64").reshape(padded_t, len(points), -1)
+        target = np.asarray(target, "float64").reshape(padded_t, len(points), -1)
+        source, target = source[:T, :, :S], target[:T, :, :T]
         if method == "grad_x_input":
             return Attribution(method, source[:, -2], target[:, -2], values[:, -2])
         # Each row holds e . g(alpha e); their mean over the path is the

@@ -656,7 +656,9 @@ class Translator:
         labels = labels[: self.model.max_length]
         decoder_ids = [self.bos_id] + labels[:-1]
         if not hasattr(self, "_attributor"):
-            self._attributor = Attributor(self.model)
+            self._attributor = Attributor(
+                self.model, compile=lambda model, fn: self._compiled(("attribute",), fn)
+            )
         result = self._attributor(ids, decoder_ids, labels, method, steps)
         result.source_tokens = self._pieces(ids)
         result.target_tokens = self._pieces(labels)

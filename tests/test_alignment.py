@@ -218,3 +218,20 @@ def test_alignment_scores_give_aer_precision_and_recall():
 
     scores = alignment_scores([{(0, 0), (1, 2)}], [{(0, 0), (1, 1)}])
     assert scores == {"aer": pytest.approx(0.5), "precision": 0.5, "recall": 0.5}
+
+
+def test_attribution_links_follow_the_largest_absolute_contribution():
+    from keras_mha.alignment import attribution_alignment
+    from keras_mha.attribution import Attribution
+
+    # Output pieces: ▁la ▁casa ▁gran de </s>; source: ▁the ▁bi g ▁house.
+    source = -_one_hot_rows([0, 3, 1, 2, 3])  # Negative: the size counts.
+    a = Attribution(
+        "grad_x_input",
+        source,
+        np.zeros((5, 5)),
+        np.zeros(5),
+        source_tokens=SOURCE,
+        target_tokens=TARGET,
+    )
+    assert attribution_alignment(a) == {(0, 0), (2, 1), (1, 2)}

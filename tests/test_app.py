@@ -277,8 +277,10 @@ def test_payload_alignments_for_every_method(shared, greedy):
     aligned = p["alignment"]
     ids = [m["id"] for m in aligned["methods"]]
     N, H = p["shape"]["cross"]
-    assert ids[:2] == list(alignment.ALIGNMENT_METHODS)
-    assert ids[2:] == [f"layer:{n}" for n in range(N)] + [
+    k = len(alignment.ALIGNMENT_METHODS)
+    assert ids[:k] == list(alignment.ALIGNMENT_METHODS)
+    assert aligned["default"] == alignment.DEFAULT_METHOD  # Nothing measured.
+    assert ids[k:] == [f"layer:{n}" for n in range(N)] + [
         f"head:{n}:{h}" for n in range(N) for h in range(H)
     ]
     assert aligned["source_words"] == alignment.source_words(translation)
@@ -288,6 +290,16 @@ def test_payload_alignments_for_every_method(shared, greedy):
         for i, j in links:
             assert 0 <= i < len(aligned["source_words"])
             assert 0 <= j < len(aligned["target_words"])
+
+
+def test_measured_aer_labels_the_menu_and_picks_the_default(shared, greedy):
+    translation = greedy[shared.state].translation
+    measured = {"average": 60.2, "layer:1": 58.0, "head:0:0": 70.1}
+    aligned, _ = payload.alignments(translation, measured)
+    by_id = {m["id"]: m for m in aligned["methods"]}
+    assert aligned["default"] == "layer:1" and aligned["measured"]
+    assert by_id["average"]["label"] == "average · AER 60.2"
+    assert by_id["shift-att"]["aer"] is None
 
 
 def test_head_statistics_include_sinks_and_alignment_agreement(shared, greedy):
@@ -312,7 +324,7 @@ def test_head_statistics_include_sinks_and_alignment_agreement(shared, greedy):
     assert row["to_punctuation"] == pytest.approx(
         cross[0, 1][:, question].mean(), abs=2e-3
     )
-    reference = alignment.word_alignment(translation, "shift-att")
+    reference = alignment.word_alignment(translation, alignment.DEFAULT_METHOD)
     found = alignment.word_alignment(translation, "head:1:0")
     f1 = 2 * len(found & reference) / (len(found) + len(reference))
     assert by_key[("cross", 1, 0)]["alignment_agreement"] == pytest.approx(f1, abs=1e-3)
@@ -725,8 +737,11 @@ def test_no_request_makes_the_server_compile_without_bound(demo):
             demo.api["translate"](SENTENCE, TINY_MODEL, "beam", beam, top_k)
     # top_k is cut on the host: one program per search and source length.
     assert service.compiled_programs()[TINY_MODEL] == translator.compiled_programs
-    assert after_greedy <= before + 1  # One greedy search for this length.
-    assert translator.compiled_programs <= after_greedy + 5  # One per beam size.
+    # One greedy search for this length, and its layer predictions' pass.
+    assert after_greedy <= before + 2
+    # One search per beam size (the layer predictions' pass may meet another
+    # target length).
+    assert translator.compiled_programs <= after_greedy + 5 + 2
     assert translator.compiled_programs <= models.MAX_PROGRAMS
     assert translator.max_programs == models.MAX_PROGRAMS
     with pytest.raises(gr.Error, match="must be one of 2, 3, 4, 6, 8"):
@@ -754,3 +769,45 @@ def test_a_long_prefix_is_cut_before_it_is_tokenized(demo, monkeypatch):
     with pytest.raises(gr.Error, match="pieces; at most"):
         demo.api["translate"](SENTENCE, TINY_MODEL, "greedy", 4, 5, "word " * 10**5)
     assert seen == [MAX_INPUT_CHARS]
+
+
+# ------------------------------------------------------------ attribution
+def test_api_attribute_explains_each_piece(demo):
+    out = demo.api["attribute"](SENTENCE, "¿Dónde está la estación?", TINY_MODEL)
+    json.dumps(out, allow_nan=False)
+    T, S = len(out["target_tokens"]), len(out["source_tokens"])
+    assert np.shape(out["source"]) == (T, S) and np.shape(out["prefix"]) == (T, T)
+    # Shares of each row's absolute total.
+    totals = np.sum(out["source"], -1) + np.sum(out["prefix"], -1)
+    np.testing.assert_allclose(totals, 1.0, atol=1e-3)
+    np.testing.assert_allclose(
+        np.sum(out["source"], -1), out["source_share"], atol=1e-3
+    )
+    assert len(out["completeness_error"]) == T
+    fast = demo.api["attribute"](SENTENCE, "", TINY_MODEL, "grad_x_input")
+    assert fast["completeness_error"] is None and fast["method"] == "grad_x_input"
+    for args, message in [
+        ((SENTENCE, "", TINY_MODEL, "saliency"), "Unknown attribution method"),
+        ((SENTENCE, "", TINY_MODEL, "integrated_gradients", 0), "steps"),
+        (("  ", "", TINY_MODEL), "Type a sentence"),
+    ]:
+        with pytest.raises(gr.Error, match=message):
+            demo.api["attribute"](*args)
+
+
+def test_the_attribution_view_explains_the_shown_translation(views, shared, beam):
+    view = views["attribution"]
+    state = beam[shared.state].show(1)
+    value = view.attribute(state, "grad_x_input")[view.html]
+    assert value["serial"] == state.serial
+    assert value["tokens"]["target"] == state.translation.target_tokens
+    with pytest.raises(gr.Error, match="Translate something first"):
+        view.attribute(None, "grad_x_input")
+
+
+def test_step_by_step_payload_has_each_layers_prediction(greedy, shared):
+    p = greedy[shared.payload]
+    translation = greedy[shared.state].translation
+    assert len(p["layer_predictions"]) == 2  # The tiny model's decoder layers.
+    last = p["layer_predictions"][-1]
+    assert [step[0][0] for step in last] == translation.target_tokens

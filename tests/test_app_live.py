@@ -107,7 +107,7 @@ def test_attention(client, kind):
 def test_mcp_tools_are_the_endpoints_with_their_docstrings(url):
     with urllib.request.urlopen(f"{url}gradio_api/mcp/schema", timeout=30) as answer:
         tools = {tool["name"]: tool for tool in json.load(answer)}
-    assert set(tools) == {"translate", "score", "align", "attention"}
+    assert set(tools) == {"translate", "score", "align", "attention", "attribute"}
     assert tools["translate"]["description"].startswith(
         "Translates a text with one of the app's models."
     )
@@ -115,7 +115,7 @@ def test_mcp_tools_are_the_endpoints_with_their_docstrings(url):
     assert set(properties) == {"source", "target", "model", "method"}
     assert "model's own translation" in properties["target"]["description"]
     assert "Pharaoh" in tools["align"]["description"]
-    assert properties["method"]["default"] == "shift-att"
+    assert properties["method"]["default"] == "average+union"
 
 
 def test_an_mcp_client_calls_a_tool(url):

@@ -323,6 +323,36 @@ def _results_section(metrics):
     commands = [_with_backend(e["command"], e) for e in evaluations if e.get("command")]
     if commands:
         lines += ["", "```bash", *commands, "```"]
+    return lines + _alignment_section(metrics)
+
+
+def _alignment_section(metrics):
+    """The measured alignment error of the best methods, if measured."""
+    measured = metrics.get("alignment")
+    if not measured:
+        return []
+    order = sorted(measured["aer"], key=measured["aer"].get)
+    shown = order[:5] + [m for m in ("average", "shift-att") if m not in order[:5]]
+    lines = [
+        "",
+        "### Word alignment",
+        "",
+        f"Cross-attention read as word alignments, against the human gold "
+        f"links of `{measured['gold']}` ({measured['pairs_used']} of "
+        f"{measured['pairs']} pairs, {measured['links']:,} sure links, "
+        "teacher-forced): alignment error rate, precision and recall in %, "
+        "lower AER is better. The best five methods and the two classic ones:",
+        "",
+        "| method | AER | precision | recall |",
+        "|---|---|---|---|",
+    ]
+    for method in shown:
+        if method in measured["aer"]:
+            lines.append(
+                f"| `{method}` | {measured['aer'][method]} | "
+                f"{measured['precision'][method]} | {measured['recall'][method]} |"
+            )
+    lines += ["", "```bash", measured["command"], "```"]
     return lines
 
 

@@ -954,6 +954,20 @@
         );
         if (!alternatives.length) list.append(el("div", { class: "kmha-muted", text: "No candidates were recorded for this translation." }));
         const forced = step < p.prefix_length ? el("div", { class: "kmha-note", text: "This piece was forced (the prefix); the candidates are what the model would have chosen from." }) : null;
+        // Logit lens: each decoder layer's output read through the final
+        // normalisation and the output projection.
+        const lens = (p.layer_predictions || []).map((steps, layer) => {
+          const top = steps[step] || [];
+          return el(
+            "tr",
+            { dataset: { layer: String(layer) } },
+            el("th", { text: layer === p.layer_predictions.length - 1 ? `layer ${layer} (the output)` : `layer ${layer}` }),
+            ...top.map(([piece, prob]) =>
+              el("td", { class: piece === chosen ? "chosen" : "", text: `${piece} ${(100 * prob).toFixed(1)} %` })
+            )
+          );
+        });
+        const lensTable = lens.length ? el("table", { class: "kmha-lens", id: "step-layers" }, lens) : null;
         fill(root,
           controls,
           el("h4", { text: "Output so far" }),
@@ -961,6 +975,8 @@
           el("h4", { text: `Candidates for piece ${step + 1}` }),
           forced,
           list,
+          lensTable ? el("h4", { text: "What each decoder layer would say here (its output through the final norm and output projection)" }) : null,
+          lensTable,
           el("h4", { text: "Cross-attention of every head at this step (query: the piece being chosen)" }),
           stepRows(p, "cross", step, p.tokens.source),
           el("h4", { text: "Decoder self-attention at this step (keys: the decoder's inputs so far)" }),
@@ -1260,6 +1276,88 @@
       drawn(this, `${p.serial}:${beam.shown}`);
     },
   });
+
+  /* Attribution: per output piece, the contribution of each source piece
+     and each earlier output piece (shares of the row), and the source share. */
+  VIEWS.attribution = (root) => {
+    let value = null;
+    return {
+      relayout: true,
+      setValue(v) {
+        value = v;
+        this.render();
+      },
+      onSelect() {
+        this.render();
+      },
+      render() {
+        if (!value || !value.tokens) {
+          empty(root, "Translate something, then explain it.");
+          drawn(this, "");
+          return;
+        }
+        const v = value;
+        const T = v.tokens.target.length;
+        const S = v.tokens.source.length;
+        const width = widthOf(root);
+        const cell = Math.max(14, Math.min(34, Math.floor((width - 260) / (S + T + 1))));
+        const grid = (rows, cols, colLabels, signed, side) => ({
+          rows: T,
+          cols,
+          data: Float32Array.from(rows.flat()),
+          rowLabels: v.tokens.target,
+          colLabels,
+          signed,
+          side,
+        });
+        const source = grid(v.source, S, v.tokens.source, v.signed_source, "source");
+        const prefix = grid(v.prefix, T, v.tokens.decoder_input, v.signed_prefix, "prefix");
+        const vmax = Math.max(maxOf(source.data), maxOf(prefix.data)) || 1;
+        const describe = (m) => (r, c, share) => [
+          `${m.rowLabels[r]} ← ${m.side} ${m.colLabels[c]}`,
+          `share of the row ${(100 * share).toFixed(1)} %`,
+          `contribution ${m.signed[r][c].toFixed(4)} (to log p = ${v.log_probs[r].toFixed(3)})`,
+        ];
+        const maps = el(
+          "div",
+          { class: "kmha-row" },
+          heatmap(source, { cell, vmax, labels: true, title: "from the source", describe: describe(source) }),
+          heatmap(prefix, { cell, vmax, labels: true, title: "from the translation so far", describe: describe(prefix) })
+        );
+        const bars = el("div", { class: "kmha-share", id: "attribution-share" });
+        v.tokens.target.forEach((piece, t) => {
+          const share = v.source_share[t];
+          bars.append(
+            el(
+              "div",
+              { class: "kmha-share-row", title: `${piece}: ${(100 * share).toFixed(1)} % from the source` },
+              el("span", { class: "kmha-share-label", text: piece }),
+              el(
+                "span",
+                { class: "kmha-share-bar" },
+                el("span", { class: "kmha-share-fill", style: `width:${(100 * share).toFixed(1)}%` })
+              ),
+              el("span", { class: "kmha-share-value", text: `${Math.round(100 * share)} %` })
+            )
+          );
+        });
+        const note = [`${v.method === "grad_x_input" ? "gradient × input" : `integrated gradients, ${v.steps} steps`}`];
+        if (v.completeness_error) {
+          const worst = Math.max(...v.completeness_error);
+          note.push(`completeness: contributions sum to log p − log p(baseline) within ${worst.toFixed(3)}`);
+        }
+        if (v.seconds !== null && v.seconds !== undefined) note.push(`${v.seconds.toFixed(2)} s`);
+        fill(
+          root,
+          el("div", { class: "kmha-note", text: note.join(" · ") }),
+          maps,
+          el("div", { class: "kmha-hm-title", text: "share of each piece that came from the source" }),
+          bars
+        );
+        drawn(this, String(v.serial));
+      },
+    };
+  };
 
   /* Word alignment: links between words, a matrix, the Pharaoh text. */
   VIEWS.alignment = (root) => ({

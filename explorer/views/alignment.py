@@ -10,9 +10,13 @@ class AlignmentView:
     def __init__(self, shared):
         gr.Markdown(
             "Which source word each target word comes from, read off the "
-            "cross-attention. `shift-att` uses the attention of the step after "
-            "a word is produced (usually better than `average`); a single "
-            "layer or head shows what that part of the model links. Pharaoh "
+            "cross-attention. `average` links each target word to the source "
+            "word it attends to most; `+union` adds, for each source word, the "
+            "target word attending to it most; `+inter` keeps links found both "
+            "ways; `shift-att` reads the step after a word is produced; a "
+            "single layer or head shows what that part of the model links. "
+            "AER (alignment error rate, lower is better) is measured against "
+            "human word links where the language pair has them. Pharaoh "
             "format: `i-j` links source word *i* to target word *j*."
         )
         self.html = browser_view("alignment")

@@ -11,7 +11,7 @@ NOTE = (
     "weight on the previous token (self-attention). **to `<s>`/`</s>`** and "
     "**to punctuation**: weight parked on those tokens (attention sinks). "
     "**alignment F1**: agreement of a cross-attention head's own word "
-    "alignment with the shift-att alignment. Click a column to sort, a row to "
+    "alignment with the default alignment. Click a column to sort, a row to "
     "open that head."
 )
 

@@ -148,7 +148,9 @@ class TranslateView:
             message = "The input was too long: only its beginning was translated."
             gr.Warning(message)
         request = Request(str(text or ""), model, decoding, beam, TOP_K)
-        state = ExplorerState(request, translation)
+        card = self.translators[model].card if model in self.translators else {}
+        measured = (card.get("alignment") or {}).get("aer") or {}
+        state = ExplorerState(request, translation, measured_aer=dict(measured))
         return self.show(state, describe(translation, seconds, beam, message))
 
     def show(self, state, info):
