@@ -10,6 +10,7 @@ import numpy as np
 from explorer import exports, payload
 from explorer.service import friendly_errors, user_error
 from keras_mha import alignment
+from keras_mha.errors import InvalidArgumentError
 from keras_mha.translator import ATTENTION_KINDS
 
 
@@ -161,7 +162,7 @@ def make_api(service):
             translation, _ = service.translate(source, model)
         try:
             links = alignment.word_alignment(translation, method=str(method))
-        except ValueError as error:
+        except InvalidArgumentError as error:
             raise user_error(error) from error
         return {
             "source_words": alignment.source_words(translation),

@@ -13,6 +13,8 @@ import time
 
 import gradio as gr
 
+from keras_mha.errors import InvalidArgumentError
+
 logger = logging.getLogger("explorer")
 
 # Longer inputs are cut before tokenizing; the model keeps fewer pieces anyway.
@@ -158,7 +160,7 @@ class Service:
                     return_beam=beam > 1,
                     layer_predictions=LAYER_PREDICTIONS,
                 )
-        except ValueError as error:  # The library's messages name the fault.
+        except InvalidArgumentError as error:  # Its message names the fault.
             raise user_error(error) from error
         for hypothesis in [translation, *translation.n_best]:
             _keep_top(hypothesis, top_k)
@@ -206,7 +208,7 @@ class Service:
                 translation = translator.score(
                     source[:MAX_INPUT_CHARS], target, top_k=MAX_TOP_K
                 )
-        except ValueError as error:
+        except InvalidArgumentError as error:
             raise user_error(error) from error
         _keep_top(translation, top_k)
         return translation, time.perf_counter() - start
@@ -240,7 +242,7 @@ class Service:
         try:
             with self.locks[model]:
                 found = translator.attribute(source, target, method=method, steps=steps)
-        except ValueError as error:
+        except InvalidArgumentError as error:
             raise user_error(error) from error
         return found, time.perf_counter() - start
 

@@ -47,6 +47,7 @@ Shape legend: N layers, H heads, T target pieces, S source pieces.
 
 import numpy as np
 
+from keras_mha.errors import InvalidArgumentError
 from keras_mha.tokens import CONTROL_PIECES, merge_labels, merge_pieces, word_groups
 
 # The default is the method with the lowest mean AER over the human gold sets
@@ -101,7 +102,7 @@ def parse_method(method):
             return shift, int(parts[1]), int(parts[2])
     except ValueError:
         pass
-    raise ValueError(
+    raise InvalidArgumentError(
         'Received an invalid value for argument `method`, expected "shift-att", '
         '"average", "layer:<n>" or "head:<n>:<h>" (maybe after "shift-"), '
         'maybe followed by "+inter", "+union" or "+p<threshold>". '
@@ -128,7 +129,7 @@ def parse_links(method):
             threshold = None
         if threshold is not None and 0 < threshold <= 1:
             return "threshold", threshold
-    raise ValueError(
+    raise InvalidArgumentError(
         "Received an invalid value for the links rule of `method`, expected "
         '"+inter", "+union" or "+p<t>" with 0 < t <= 1. '
         f"Received: method={method!r}"
@@ -159,12 +160,12 @@ def piece_attention(translation, method=DEFAULT_METHOD):
     if layer is not None and -num_layers <= layer < 0:
         layer += num_layers
     if layer is not None and not 0 <= layer < num_layers:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"`method={method!r}` names layer {layer}; the model has "
             f"{num_layers} layers (0 to {num_layers - 1})"
         )
     if head is not None and not 0 <= head < num_heads:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"`method={method!r}` names head {head}; the model has "
             f"{num_heads} heads (0 to {num_heads - 1})"
         )
@@ -244,7 +245,7 @@ def alignment_error_rate(predicted, sure, possible=None):
     """
     possible = sure if possible is None else possible
     if not len(predicted) == len(sure) == len(possible):
-        raise ValueError(
+        raise InvalidArgumentError(
             "`predicted`, `sure` and `possible` need one link set per sentence. "
             f"Received: {len(predicted)}, {len(sure)}, {len(possible)}"
         )
@@ -257,7 +258,9 @@ def alignment_error_rate(predicted, sure, possible=None):
         size_predicted += len(a)
         size_sure += len(s)
     if size_predicted + size_sure == 0:
-        raise ValueError("No links in `predicted` or `sure`: AER is undefined.")
+        raise InvalidArgumentError(
+            "No links in `predicted` or `sure`: AER is undefined."
+        )
     return 1.0 - (hits_sure + hits_possible) / (size_predicted + size_sure)
 
 
@@ -314,7 +317,7 @@ def from_pharaoh(text):
         separator = next((s for s in "-?p" if s in item), "-")
         parts = item.split(separator)
         if len(parts) != 2 or not all(part.isdigit() for part in parts):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"Malformed Pharaoh link {item!r}: expected `i-j` (sure) or "
                 "`i?j` (possible) with source word i and target word j, e.g. "
                 "`0-0 1-2`"

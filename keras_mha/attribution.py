@@ -34,6 +34,7 @@ import numpy as np
 from keras import ops
 
 from keras_mha.decoding import check_integer, compile_search
+from keras_mha.errors import InvalidArgumentError
 
 ATTRIBUTION_METHODS = ("integrated_gradients", "grad_x_input")
 
@@ -196,7 +197,7 @@ class Attributor:
             An `Attribution`.
         """
         if method not in ATTRIBUTION_METHODS:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"Received an invalid value for argument `method`, expected one "
                 f"of {ATTRIBUTION_METHODS}. Received: method={method!r}"
             )

@@ -30,6 +30,7 @@ import numbers
 import keras
 from keras import ops
 
+from keras_mha.errors import InvalidArgumentError
 from keras_mha.masks import padding_mask
 
 NEG_INF = -1e9
@@ -40,7 +41,7 @@ def check_integer(name, value, minimum):
     (0 or 1)."""
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         expected = "a positive" if minimum else "a non-negative"
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Received an invalid value for argument `{name}`, expected "
             f"{expected} integer. Received: {name}={value!r}"
         )
@@ -54,7 +55,7 @@ def check_number(name, value):
         or isinstance(value, bool)
         or not math.isfinite(value)
     ):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Received an invalid value for argument `{name}`, expected a "
             f"finite number. Received: {name}={value!r}"
         )

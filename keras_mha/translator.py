@@ -23,6 +23,7 @@ from keras_mha.decoding import (
     compile_search,
     teacher_forced_scores,
 )
+from keras_mha.errors import InvalidArgumentError
 from keras_mha.tokens import BOS, CONTROL_PIECES, EOS
 
 ATTENTION_KINDS = ("encoder", "decoder", "cross")
@@ -189,7 +190,7 @@ class Translator:
             model_file=str(path / "spm.model")
         )
         if tokenizer.get_piece_size() != model.target_vocabulary_size:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{path}: tokenizer has {tokenizer.get_piece_size()} pieces, the "
                 f"model {model.target_vocabulary_size}"
             )
@@ -265,13 +266,13 @@ class Translator:
         masks = {k: np.ones(s, "float32") for k, s in shapes.items()}
         for kind, heads in (disabled_heads or {}).items():
             if kind not in masks:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"Unknown attention kind {kind!r} in `disabled_heads`; "
                     f"expected one of {ATTENTION_KINDS}"
                 )
             for layer, head in heads:
                 if not (0 <= layer < shapes[kind][0] and 0 <= head < shapes[kind][1]):
-                    raise ValueError(
+                    raise InvalidArgumentError(
                         f"`disabled_heads[{kind!r}]` has (layer={layer}, "
                         f"head={head}); the model has {shapes[kind][0]} layers "
                         f"of {shapes[kind][1]} heads"
@@ -314,7 +315,7 @@ class Translator:
                     if not c.isspace()
                     and self.tokenizer.unk_id() in self.tokenizer.encode(c)
                 ]
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"`{argument}` has characters the model's vocabulary lacks: "
                     + ", ".join(map(repr, missing))
                     + "; they can only be forced as `<unk>`. Leave them out."
@@ -326,7 +327,7 @@ class Translator:
         ids = []
         for position, piece in enumerate(pieces):
             if not isinstance(piece, str):
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"`{argument}` must be text or a list of pieces (str). "
                     f"Received: {piece!r} at position {position}"
                 )
@@ -335,7 +336,7 @@ class Translator:
                 piece_id == self.tokenizer.unk_id() and piece != "<unk>"
             ):
                 kind = "control" if piece in CONTROL_PIECES else "unknown"
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"`{argument}` has an {kind} piece {piece!r} at position "
                     f"{position}; pieces are those of `target_tokens` "
                     f"(e.g. {self._pieces(self.tokenizer.encode('Hello'))})"
@@ -407,7 +408,7 @@ class Translator:
         check_integer("n_best", n_best, minimum=1)
         check_integer("batch_size", batch_size, minimum=1)
         if not 1 <= n_best <= beam_size:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"`n_best` must be between 1 and beam_size={beam_size}. "
                 f"Received: n_best={n_best}"
             )
@@ -478,7 +479,7 @@ class Translator:
         else:
             prefixes = list(prefix)
             if len(prefixes) != count:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"`prefix` for {count} texts must be one prefix or a list of "
                     f"{count}. Received a list of {len(prefixes)}"
                 )
@@ -486,7 +487,7 @@ class Translator:
         for one in prefixes:
             one_ids = [] if one is None else self.target_ids(one, "prefix")
             if len(one_ids) >= max_length:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"`prefix` has {len(one_ids)} pieces; at most "
                     f"{max_length - 1} fit before the end piece (max_length="
                     f"{max_length})"
@@ -649,7 +650,9 @@ class Translator:
         text = clean_text(source)
         ids, _ = self._encode(text)
         if not ids:
-            raise ValueError("`source` is empty: there is nothing to attribute.")
+            raise InvalidArgumentError(
+                "`source` is empty: there is nothing to attribute."
+            )
         if target is None:
             target = self.translate(text, return_attention=False).target_tokens
         labels = self.target_ids(target, allow_unknown=True) + [self.eos_id]
@@ -711,7 +714,7 @@ class Translator:
             )[0]
         targets = list(target)
         if len(targets) != len(source):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"`target` must have one entry per source: {len(source)} "
                 f"sources, {len(targets)} targets"
             )
@@ -724,7 +727,7 @@ class Translator:
             ids, truncated = self._encode(clean_text(text))
             labels = self.target_ids(one_target, allow_unknown=True) + [self.eos_id]
             if len(labels) > limit:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"`target` has {len(labels)} pieces with the end piece; the "
                     f"model scores at most max_length={limit}"
                 )

@@ -811,3 +811,22 @@ def test_step_by_step_payload_has_each_layers_prediction(greedy, shared):
     assert len(p["layer_predictions"]) == 2  # The tiny model's decoder layers.
     last = p["layer_predictions"][-1]
     assert [step[0][0] for step in last] == translation.target_tokens
+
+
+def test_only_the_librarys_own_refusals_reach_a_visitor(demo, monkeypatch, caplog):
+    translator = demo.service.translators[TINY_MODEL]
+
+    def internal(*args, **kwargs):
+        raise ValueError("operands could not be broadcast at /srv/app/x.py")
+
+    monkeypatch.setattr(translator, "translate", internal)
+    with pytest.raises(gr.Error) as raised:
+        demo.api["translate"](SENTENCE, TINY_MODEL)
+    assert (
+        "broadcast" not in raised.value.message and "/srv" not in raised.value.message
+    )
+    assert "Sorry, that did not work (ValueError)" in raised.value.message
+    assert "operands could not be broadcast" in caplog.text  # Logged instead.
+    monkeypatch.undo()
+    with pytest.raises(gr.Error, match="pieces; at most"):  # The library's own.
+        demo.api["translate"](SENTENCE, TINY_MODEL, "greedy", 4, 5, "word " * 200)
