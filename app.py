@@ -50,7 +50,7 @@ def warm_up_in_background(service, names):
 def main():
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     enable_compilation_cache()
-    from explorer import build_demo, load_models, read_model_cards
+    from explorer import LAUNCH_OPTIONS, build_demo, load_models, read_model_cards
     from explorer.models import default_model
 
     start = time.perf_counter()
@@ -72,7 +72,9 @@ def main():
     threading.Thread(
         target=warm_up_in_background, args=(demo.service, rest), daemon=True
     ).start()
-    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    demo.launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), **LAUNCH_OPTIONS
+    )
 
 
 if __name__ == "__main__":

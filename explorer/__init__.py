@@ -33,9 +33,15 @@ from explorer.views.steps import StepsView
 from explorer.views.translate import TranslateView
 from explorer.views.whatif import WhatIfView
 
-__all__ = ["build_demo", "load_models", "read_model_cards"]
+__all__ = ["LAUNCH_OPTIONS", "build_demo", "load_models", "read_model_cards"]
 
 TITLE = "Watch a Transformer translate"
+# A visitor's translation is kept this long after their last event (seconds),
+# and for at most this many sessions at once (the oldest go first): each
+# holds one translation with its own attention copies, at most a few MB.
+STATE_TIME_TO_LIVE = 1800
+STATE_SESSION_CAPACITY = 1000
+LAUNCH_OPTIONS = {"state_session_capacity": STATE_SESSION_CAPACITY}
 INTRO = (
     f"# {TITLE}\n"
     "An encoder–decoder Transformer written from scratch in Keras 3 "
@@ -68,7 +74,9 @@ def build_demo(translators, failures=None, model_cards=None):
         for name, fn in api.items():
             gr.api(fn, api_name=name)
         gr.Markdown(INTRO)
-        shared = Shared(service=service, state=gr.State(None))
+        shared = Shared(
+            service=service, state=gr.State(None, time_to_live=STATE_TIME_TO_LIVE)
+        )
         translate = TranslateView(shared, translators, model_cards, failures)
         with gr.Tabs(elem_id="explorer-tabs"):
             with gr.Tab("Attention", id="attention"):

@@ -830,3 +830,12 @@ def test_only_the_librarys_own_refusals_reach_a_visitor(demo, monkeypatch, caplo
     monkeypatch.undo()
     with pytest.raises(gr.Error, match="pieces; at most"):  # The library's own.
         demo.api["translate"](SENTENCE, TINY_MODEL, "greedy", 4, 5, "word " * 200)
+
+
+def test_session_state_is_bounded_in_time_and_number(shared):
+    import explorer
+
+    assert shared.state.time_to_live == explorer.STATE_TIME_TO_LIVE <= 3600
+    assert explorer.LAUNCH_OPTIONS["state_session_capacity"] <= 1000
+    app = (REPO_ROOT / "app.py").read_text()
+    assert "**LAUNCH_OPTIONS" in app
