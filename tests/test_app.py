@@ -364,6 +364,10 @@ def test_picking_a_beam_hypothesis_shows_it_everywhere(views, shared, beam):
     assert p["tokens"]["target"] == state.result.n_best[1].target_tokens
     assert p["beam"]["shown"] == 2
     assert "hypothesis 3 of 3" in updates[shared.info]
+    # Views showing results of the old hypothesis are reset, as by Translate.
+    for name in ("whatif", "score", "ablation", "attribution"):
+        for component in views[name].resets:
+            assert component in updates, name
     for bad in (3, -1, "x", None):
         with pytest.raises(gr.Error, match="No such hypothesis"):
             views["beam"].pick(state, event(index=bad))

@@ -19,15 +19,19 @@ class BeamView:
         )
         self.html = browser_view("beam", events=["pick"])
         self.resets = []
-        self.html.pick(
-            self.pick,
-            shared.state,
-            [shared.state, shared.payload, shared.output, shared.info],
-            api_visibility="private",
-        )
+        self.translate = None
 
     def reset(self, state):
         return {}
+
+    def wire_after(self, translate):
+        """Connects `pick` once the Translate view knows every view: a picked
+        hypothesis resets the views that show results of the old one (what
+        if, score, ablation, attribution), as a new translation does."""
+        self.translate = translate
+        self.html.pick(
+            self.pick, self.shared.state, translate.outputs(), api_visibility="private"
+        )
 
     @friendly_errors
     def pick(self, state, event: gr.EventData):
@@ -45,6 +49,8 @@ class BeamView:
             f"the beam: log-probability {payload.log_prob(translation):.2f}, "
             f"beam score {translation.score:.2f}."
         )
+        if self.translate is not None:
+            return self.translate.show(state, info)
         return {
             self.shared.state: state,
             self.shared.payload: payload.translation_payload(state, info),

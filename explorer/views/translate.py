@@ -232,3 +232,6 @@ class TranslateView:
         demo.load(
             self.open_link, None, settings + self.outputs(), api_visibility="private"
         )
+        for view in self.dependents:  # Views whose events update every view.
+            if hasattr(view, "wire_after"):
+                view.wire_after(self)
