@@ -360,7 +360,19 @@ class MultiHeadAttention(keras.layers.Layer):
         cache=None,
         cache_update_index=None,
         head_mask=None,
+        return_stages=False,
     ):
+        """Attention of `query` over `key`/`value`; see the class docstring.
+
+        With `return_stages` (a full pass, no cache) the result is
+        `(output, stages)`, `stages` a dict of this call's intermediate
+        tensors, for showing how the weights come about: `"query"` `(B, T,
+        H, K)` projected queries, `"key"` `(B, S, H, K)`, `"value"` `(B, S,
+        H, V)`, `"mask"` the boolean `(B, T, S)` mask (or None), `"weights"`
+        `(B, H, T, S)`, `"context"` `(B, T, H, V)` each head's output (after
+        `head_mask`) and `"output"` `(B, T, O)`. The explicit path runs (not
+        the fused kernel), so that the weights exist.
+        """
         self._check_features("query", query, self.query_dim)
         batch_size, query_length = query.shape[0], query.shape[1]
         causal_offset = None
@@ -423,7 +435,7 @@ class MultiHeadAttention(keras.layers.Layer):
             key,
             value,
             mask,
-            return_attention_scores,
+            return_attention_scores or return_stages,
             training,
             causal_only,
         )  # (B, T, H, V), (B, H, T, S)
@@ -433,6 +445,17 @@ class MultiHeadAttention(keras.layers.Layer):
                 head_mask = ops.expand_dims(head_mask, 0)  # (1, H)
             context = context * head_mask[:, None, :, None]  # (B, T, H, V)
         output = self._project_output(context)  # (B, T, O)
+        if return_stages:
+            stages = dict(
+                query=query,
+                key=key,
+                value=value,
+                mask=mask,
+                weights=scores,
+                context=context,
+                output=output,
+            )
+            return output, stages
 
         outputs = (output,)
         if return_attention_scores:

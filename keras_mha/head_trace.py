@@ -1,0 +1,215 @@
+"""How one attention head computes one row of its weights, with the model's
+own layers and weights: the textbook formulas on a real sentence.
+
+For a kind (`"encoder"`, `"decoder"` self-attention or `"cross"`), a layer,
+a head and a query position, `trace_head` runs the model's own layers up to
+that attention block, then the block's `MultiHeadAttention` with
+`return_stages=True` (its own projections and attention code), and returns
+every intermediate value of that row:
+
+    x          the block's input at the query (embedding + position in
+               layer 0, else the previous block's output)
+    x̂          LayerNorm(x) (pre-LN; x itself in a post-LN model)
+    q = x̂ W_Q + b_Q               k_j = x̂_j W_K + b_K, v_j = x̂_j W_V + b_V
+    q · k_j    per key (and per dimension: q_d k_jd)
+    ÷ √d_k     the scaled scores; masked keys (padding, the future) excluded
+    softmax    the weights (the row the attention views draw)
+    Σ_j w_j v_j                    this head's output, (V,)
+    concat(head_1 … head_H) W_O + b_O   the attention output, (D,)
+    x + output                     the residual; LayerNorm of it (post-LN)
+
+Keys and values of cross-attention come from the encoder's output (after its
+final LayerNorm in a pre-LN model), not normalized again.
+
+Shape legend: S source pieces, T decoder inputs, D model width, H heads,
+K = V = D / H per head.
+"""
+
+import math
+
+import numpy as np
+from keras import ops
+
+from keras_mha.errors import InvalidArgumentError
+from keras_mha.masks import padding_mask
+
+KINDS = ("encoder", "decoder", "cross")
+
+
+def _numpy(x):
+    return None if x is None else np.asarray(ops.convert_to_numpy(x))
+
+
+def trace_head(model, encoder_inputs, decoder_inputs, kind, layer, head, query):
+    """The stages of one head's computation for one query; see the module.
+
+    Args:
+        model: a `keras_mha.Transformer`.
+        encoder_inputs: `(B, S)` source ids, 0 = padding.
+        decoder_inputs: `(B, T)` decoder inputs (`<s>`, then the output
+            shifted by one), 0 = padding.
+        kind: `"encoder"`, `"decoder"` or `"cross"`.
+        layer, head: ints.
+        query: int, the query position (a source piece for `"encoder"`, a
+            decoder input otherwise) in row 0 of the batch.
+
+    Returns:
+        A dict of NumPy arrays: `x`, `normalized` `(D,)`; `q` `(K,)`;
+        `key_inputs` `(S_k, D)`, `keys` `(S_k, K)`, `values` `(S_k, V)`;
+        `products` `(S_k, K)` (q_d k_jd), `dots` `(S_k,)`, `scaled`
+        `(S_k,)` (÷ √d_k), `mask` `(S_k,)` bool, `weights` `(S_k,)`;
+        `head_output` `(V,)`; `concat` `(H * V,)`; `output`, `residual`,
+        `block_output` `(D,)`; `layer_output` `(D,)` (after the layer's
+        remaining blocks) and the sizes `d_k`, `num_heads`, `normalize_first`.
+
+    Raises:
+        InvalidArgumentError: for an unknown kind, layer, head or query.
+    """
+    if kind not in KINDS:
+        raise InvalidArgumentError(
+            f"Received an invalid value for argument `kind`, expected one of "
+            f"{KINDS}. Received: kind={kind!r}"
+        )
+    count = model.num_encoder_layers if kind == "encoder" else model.num_decoder_layers
+    if not 0 <= int(layer) < count:
+        raise InvalidArgumentError(
+            f"`layer={layer}` does not exist: the {kind} has {count} layers."
+        )
+    if not 0 <= int(head) < model.num_heads:
+        raise InvalidArgumentError(
+            f"`head={head}` does not exist: each layer has {model.num_heads} heads."
+        )
+    encoder_inputs = ops.convert_to_tensor(encoder_inputs, "int32")
+    decoder_inputs = ops.convert_to_tensor(decoder_inputs, "int32")
+    queries = encoder_inputs if kind == "encoder" else decoder_inputs
+    if not 0 <= int(query) < int(ops.sum(ops.cast(queries[0] > 0, "int32"))):
+        raise InvalidArgumentError(
+            f"`query={query}` is not a position of the {kind} queries."
+        )
+    source_mask = padding_mask(encoder_inputs)  # (B, S)
+    target_mask = padding_mask(decoder_inputs)  # (B, T)
+
+    # The encoder, with its own layers, up to the block (or to its end).
+    x = model.source_embedding(encoder_inputs)  # (B, S, D)
+    for index, encoder_layer in enumerate(model.encoder_layers):
+        if kind == "encoder" and index == layer:
+            break
+        x = encoder_layer(x, padding_mask=source_mask)
+    if kind == "encoder":
+        block = model.encoder_layers[layer]
+        attention, norm, value = (
+            block.self_attention,
+            block.self_attention_layer_norm,
+            None,
+        )
+        masks = dict(query_mask=source_mask, value_mask=source_mask)
+        remaining = [(block.feedforward, block.feedforward_layer_norm)]
+    else:
+        encoded = x
+        if model.encoder_layer_norm is not None:
+            encoded = model.encoder_layer_norm(encoded)  # (B, S, D)
+        x = model.target_embedding(decoder_inputs)  # (B, T, D)
+        for index in range(layer):
+            x = model.decoder_layers[index](
+                x,
+                encoded,
+                decoder_padding_mask=target_mask,
+                encoder_padding_mask=source_mask,
+            )
+        block = model.decoder_layers[layer]
+        if kind == "decoder":
+            attention, norm, value = (
+                block.self_attention,
+                block.self_attention_layer_norm,
+                None,
+            )
+            masks = dict(
+                query_mask=target_mask, value_mask=target_mask, use_causal_mask=True
+            )
+            remaining = [("cross", block.cross_attention_layer_norm)]
+        else:
+            # The cross block's input is the self-attention block's output.
+            def self_attend(y):
+                return block.self_attention(
+                    y,
+                    y,
+                    query_mask=target_mask,
+                    value_mask=target_mask,
+                    use_causal_mask=True,
+                )
+
+            x, _ = block._residual(
+                x,
+                self_attend,
+                block.self_attention_layer_norm,
+                block.self_attention_dropout,
+                False,
+            )
+            attention, norm, value = (
+                block.cross_attention,
+                block.cross_attention_layer_norm,
+                encoded,
+            )
+            masks = dict(query_mask=target_mask, value_mask=source_mask)
+            remaining = [(block.feedforward, block.feedforward_layer_norm)]
+
+    normalized = norm(x) if block.normalize_first else x  # (B, L, D)
+    key_inputs = normalized if value is None else value
+    output, stages = attention(normalized, key_inputs, return_stages=True, **masks)
+    residual = x + output  # (B, L, D): dropout is off at inference.
+    block_output = residual if block.normalize_first else norm(residual)
+
+    # The layer's remaining blocks, for the check that the stages rebuild
+    # what the model computes.
+    layer_output = None
+    if remaining[0][0] != "cross":
+        feedforward, feedforward_norm = remaining[0]
+        layer_output, _ = block._residual(
+            block_output,
+            lambda y: feedforward(y),
+            feedforward_norm,
+            block.feedforward_dropout,
+            False,
+        )
+
+    d_k = attention.key_dim
+    # `_attend` scales the queries by 1/√d_k before the dot products (as
+    # Keras' layer does); q here is the projection before that scaling.
+    q = _numpy(
+        attention._project(normalized, attention.query_kernel, attention.query_bias)
+    )[0, query, head]
+    keys = _numpy(stages["key"])[0, :, head]  # (S_k, K)
+    values = _numpy(stages["value"])[0, :, head]  # (S_k, V)
+    mask = stages["mask"]
+    mask = (
+        np.ones(keys.shape[0], bool)
+        if mask is None
+        else np.broadcast_to(_numpy(mask), (1, *_numpy(mask).shape[1:]))[0, query]
+    )
+    products = q[None, :] * keys  # (S_k, K)
+    dots = products.sum(-1)  # (S_k,)
+    context = _numpy(stages["context"])[0, query]  # (H, V)
+    return {
+        "x": _numpy(x)[0, query],
+        "normalized": _numpy(normalized)[0, query],
+        "q": q,
+        "key_inputs": _numpy(key_inputs)[0],
+        "keys": keys,
+        "values": values,
+        "products": products,
+        "dots": dots,
+        "scaled": dots / math.sqrt(d_k),
+        "mask": np.asarray(mask, bool),
+        "weights": _numpy(stages["weights"])[0, head, query],
+        "head_output": context[head],
+        "concat": context.reshape(-1),
+        "output": _numpy(output)[0, query],
+        "residual": _numpy(residual)[0, query],
+        "block_output": _numpy(block_output)[0, query],
+        "layer_output": None
+        if layer_output is None
+        else _numpy(layer_output)[0, query],
+        "d_k": d_k,
+        "num_heads": attention.num_heads,
+        "normalize_first": bool(block.normalize_first),
+    }
