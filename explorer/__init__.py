@@ -26,6 +26,7 @@ from explorer.views.alignment import AlignmentView
 from explorer.views.attention import AttentionView
 from explorer.views.attribution import AttributionView
 from explorer.views.beam import BeamView
+from explorer.views.head import HeadView
 from explorer.views.heads import HeadsView
 from explorer.views.lines import LinesView
 from explorer.views.score import ScoreView
@@ -81,6 +82,8 @@ def build_demo(translators, failures=None, model_cards=None):
         with gr.Tabs(elem_id="explorer-tabs"):
             with gr.Tab("Attention", id="attention"):
                 attention = AttentionView(shared)
+            with gr.Tab("How a head works", id="head"):
+                head = HeadView(shared)
             with gr.Tab("Token lines", id="lines"):
                 lines = LinesView(shared)
             with gr.Tab("Step by step", id="steps"):
@@ -101,6 +104,7 @@ def build_demo(translators, failures=None, model_cards=None):
         views = {
             "translate": translate,
             "attention": attention,
+            "head": head,
             "lines": lines,
             "steps": steps,
             "whatif": whatif,

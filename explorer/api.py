@@ -134,6 +134,46 @@ def make_api(service):
         }
 
     @friendly_errors
+    def head(
+        source: str,
+        target: str,
+        model: str,
+        kind: str = "cross",
+        layer: int = 0,
+        head: int = 0,
+        query: int = 0,
+    ) -> dict:
+        """How one attention head computes one row of its weights, stage by
+        stage, with the model's own layers: the query vector, q, the keys,
+        q·k per key and per dimension, ÷√d_k, the mask, the softmax (under
+        "weights"), the values, the head's output, the concatenation, W_O and
+        the residual.
+
+        Args:
+            source: the text in the source language.
+            target: its translation; "" uses the model's own translation.
+            model: model name, e.g. "en-es".
+            kind: "encoder", "decoder" (self-attention) or "cross".
+            layer: layer index, from 0.
+            head: head index, from 0.
+            query: the query position: a source piece for "encoder", a
+                decoder input (<s>, then the translation) otherwise.
+
+        Returns:
+            A dict: kind, layer, head, query, query_token, key_tokens, d_k,
+            one list of numbers per stage (x, normalized, q, keys, products,
+            dots, scaled, mask, weights, values, head_output, concat, output,
+            residual, block_output) and "stages" with each stage's label,
+            formula and shape in the model's sizes.
+        """
+        stages, translation, _ = service.head(
+            source, target, model, kind, layer, head, query
+        )
+        out = payload.head_payload(None, stages, translation, kind, layer, head, query)
+        out.pop("serial")
+        return out
+
+    @friendly_errors
     def align(
         source: str, target: str, model: str, method: str = alignment.DEFAULT_METHOD
     ) -> dict:
@@ -215,4 +255,5 @@ def make_api(service):
         "align": align,
         "attention": attention,
         "attribute": attribute,
+        "head": head,
     }

@@ -340,3 +340,78 @@ def attribution_payload(serial, found, seconds=None):
         "log_probs": np.round(found.values, 4).tolist(),
         "completeness_error": None if error is None else np.round(error, 4).tolist(),
     }
+
+
+# The stages of `head_payload`, left to right: key, label, formula, shape.
+HEAD_STAGES = (
+    ("x", "input vector", "x = embedding + position", "(D,)"),
+    ("normalized", "normalized", "x̂ = LayerNorm(x)", "(D,)"),
+    ("q", "query", "q = x̂ W_Q + b_Q", "(d_k,)"),
+    ("keys", "keys", "k_j = x̂_j W_K + b_K", "(keys, d_k)"),
+    ("products", "per dimension", "q_d · k_jd", "(keys, d_k)"),
+    ("dots", "dot products", "q · k_j = Σ_d q_d k_jd", "(keys,)"),
+    ("scaled", "scaled", "s_j = q · k_j / √d_k", "(keys,)"),
+    ("mask", "mask", "masked keys get −∞", "(keys,)"),
+    ("weights", "softmax", "w_j = exp(s_j) / Σ_i exp(s_i)", "(keys,)"),
+    ("values", "values", "v_j = x̂_j W_V + b_V", "(keys, d_v)"),
+    ("head_output", "head output", "head_h = Σ_j w_j v_j", "(d_v,)"),
+    ("concat", "concatenation", "[head_1; …; head_H]", "(H·d_v,)"),
+    ("output", "attention output", "concat · W_O + b_O", "(D,)"),
+    ("residual", "residual", "x + attention output", "(D,)"),
+    ("block_output", "block output", "the next block's input", "(D,)"),
+)
+
+
+def head_payload(serial, stages, translation, kind, layer, head, query):
+    """One head's stages for the browser (and `/head`): the numbers rounded,
+    the softmax row under `"weights"`, each stage with its label, formula
+    and shape in the model's real sizes."""
+    cols = AXES[kind][1]
+    pieces = tokens(translation)
+    d_k = int(stages["d_k"])
+    sizes = {
+        "D": str(len(stages["x"])),
+        "d_k": str(d_k),
+        "d_v": str(len(stages["head_output"])),
+        "keys": str(len(stages["dots"])),
+        "H": str(stages["num_heads"]),
+        "H·d_v": str(len(stages["concat"])),
+    }
+
+    def shape(text):
+        for name in sorted(sizes, key=len, reverse=True):
+            text = text.replace(name, sizes[name])
+        return text
+
+    def rounded(x):
+        return np.round(np.asarray(x, "float64"), 5).tolist()
+
+    labels = []
+    for key, label, formula, size in HEAD_STAGES:
+        if key == "normalized" and not stages["normalize_first"]:
+            formula = "x̂ = x (post-LN: the norm comes after the residual)"
+        if key == "x" and layer > 0:
+            formula = "x = the previous block's output"
+        if key == "block_output" and not stages["normalize_first"]:
+            formula = "LayerNorm(x + attention output)"
+        labels.append(
+            {"key": key, "label": label, "formula": formula, "shape": shape(size)}
+        )
+    values = {key: rounded(stages[key]) for key, *_ in HEAD_STAGES if key != "mask"}
+    values["mask"] = [bool(m) for m in stages["mask"]]
+    return {
+        "serial": serial,
+        "kind": kind,
+        "layer": int(layer),
+        "head": int(head),
+        "query": int(query),
+        "query_token": pieces["source" if kind == "encoder" else "decoder"][int(query)],
+        "produces": None if kind == "encoder" else pieces["target"][int(query)],
+        "key_tokens": pieces[cols],
+        "d_k": d_k,
+        "sqrt_d_k": round(float(np.sqrt(d_k)), 5),
+        "num_heads": int(stages["num_heads"]),
+        "normalize_first": bool(stages["normalize_first"]),
+        "stages": labels,
+        **values,
+    }

@@ -14,6 +14,7 @@ import time
 import gradio as gr
 
 from keras_mha.errors import InvalidArgumentError
+from keras_mha.tokens import EOS
 
 logger = logging.getLogger("explorer")
 
@@ -245,6 +246,45 @@ class Service:
         except InvalidArgumentError as error:
             raise user_error(error) from error
         return found, time.perf_counter() - start
+
+    def head(self, source, target, model, kind, layer, head, query):
+        """Every stage of one head's attention row (`keras_mha.head_trace`)
+        for `source` and its translation `target` (text or pieces; empty:
+        the model's own).
+
+        Returns:
+            `(stages, translation, seconds)`: the stages dict and the scored
+            translation whose pieces the rows and columns are.
+        """
+        from keras_mha.head_trace import trace_head
+
+        translator = self.translator(model)
+        source = str(source or "")[:MAX_INPUT_CHARS]
+        if not source.strip():
+            raise user_error("Type a sentence to translate first.")
+        layer = _integer(layer, "layer", 0, 10_000)
+        head = _integer(head, "head", 0, 10_000)
+        query = _integer(query, "query", 0, 10_000)
+        start = time.perf_counter()
+        if not isinstance(target, (list, tuple)) and not str(target or "").strip():
+            target = self.translate(source, model, top_k=0)[0].target_tokens
+        if isinstance(target, (list, tuple)):
+            # An output cut at `max_length` has no end piece: its pieces
+            # but the last are what the decoder read.
+            pieces = [str(p) for p in target if p != EOS]
+            target = pieces[: translator.model.max_length - 1]
+        translation, _ = self.score(source, target, model, top_k=0)
+        piece = translator.tokenizer.piece_to_id
+        ids = [[piece(p) for p in translation.source_tokens]]
+        decoder = [[piece(p) for p in translation.decoder_input_tokens]]
+        try:
+            with self.locks[model]:
+                stages = trace_head(
+                    translator.model, ids, decoder, str(kind), layer, head, query
+                )
+        except InvalidArgumentError as error:
+            raise user_error(error) from error
+        return stages, translation, time.perf_counter() - start
 
     def warm_up(self, names=None, source_lengths=(16, 32), beam_size=4):
         """Compiles what the app runs (greedy for sources of up to

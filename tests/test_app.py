@@ -843,3 +843,37 @@ def test_session_state_is_bounded_in_time_and_number(shared):
     assert explorer.LAUNCH_OPTIONS["state_session_capacity"] <= 1000
     app = (REPO_ROOT / "app.py").read_text()
     assert "**LAUNCH_OPTIONS" in app
+
+
+# ------------------------------------------------------------ one head
+@pytest.mark.parametrize("kind", ["encoder", "decoder", "cross"])
+def test_api_head_gives_the_stages_and_the_attention_row(demo, kind):
+    out = demo.api["head"](SENTENCE, "", TINY_MODEL, kind, 1, 1, 2)
+    json.dumps(out, allow_nan=False)
+    attention = demo.api["attention"](SENTENCE, TINY_MODEL, kind, 1, 1)
+    np.testing.assert_allclose(out["weights"], attention["attention"][2], atol=1e-4)
+    assert out["key_tokens"] == attention["column_tokens"]
+    labels = {s["key"]: s for s in out["stages"]}
+    # Shapes in the model's real sizes: d_k = D / H of the tiny model.
+    assert out["d_k"] == 16 and labels["q"]["shape"] == "(16,)"
+    assert labels["keys"]["shape"] == f"({len(out['key_tokens'])}, 16)"
+    assert labels["weights"]["formula"].startswith("w_j = exp(s_j)")
+    np.testing.assert_allclose(
+        out["scaled"], np.array(out["dots"]) / np.sqrt(out["d_k"]), atol=1e-4
+    )
+    assert sum(out["weights"]) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_the_head_view_answers_the_renderers_request(views, shared, greedy):
+    view = views["head"]
+    state = greedy[shared.state]
+    value = view.trace(state, event(kind="encoder", layer=0, head=1, query=1))[
+        view.html
+    ]
+    assert value["serial"] == state.serial and value["kind"] == "encoder"
+    assert value["query_token"] == state.translation.source_tokens[1]
+    assert len(json.dumps(value)) < 200_000  # One head's payload.
+    with pytest.raises(gr.Error, match="head=7"):
+        view.trace(state, event(kind="cross", layer=0, head=7, query=0))
+    with pytest.raises(gr.Error, match="Translate something first"):
+        view.trace(None, event(kind="cross"))

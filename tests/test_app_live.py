@@ -107,7 +107,14 @@ def test_attention(client, kind):
 def test_mcp_tools_are_the_endpoints_with_their_docstrings(url):
     with urllib.request.urlopen(f"{url}gradio_api/mcp/schema", timeout=30) as answer:
         tools = {tool["name"]: tool for tool in json.load(answer)}
-    assert set(tools) == {"translate", "score", "align", "attention", "attribute"}
+    assert set(tools) == {
+        "translate",
+        "score",
+        "align",
+        "attention",
+        "attribute",
+        "head",
+    }
     assert tools["translate"]["description"].startswith(
         "Translates a text with one of the app's models."
     )

@@ -1277,6 +1277,158 @@
     },
   });
 
+  /* How a head works: the stages of one attention row, left to right. The
+     controls come from the translation payload; the numbers from the server
+     (`trace`), one payload per request. */
+  VIEWS.head = (root, emit) => {
+    let value = null;
+    const pick = { kind: "cross", layer: 0, head: 0, query: 0 };
+    const ask = () => emit.trace && emit.trace({ ...pick });
+    const vector = (numbers, label, explain) => {
+      const vmax = Math.max(1e-9, ...numbers.map((v) => Math.abs(v)));
+      return el(
+        "div",
+        { class: "kmha-vec" },
+        numbers.map((v, i) =>
+          el("span", {
+            class: "kmha-vec-cell",
+            style: `background:${v >= 0 ? "rgba(249,115,22," : "rgba(59,130,246,"}${(Math.abs(v) / vmax).toFixed(3)})`,
+            title: explain ? explain(i, v) : `${label}[${i}] = ${v}`,
+            dataset: { index: String(i) },
+          })
+        )
+      );
+    };
+    return {
+      relayout: true,
+      setValue(v) {
+        value = v;
+        this.render();
+      },
+      draw() {
+        this.render();
+      },
+      onSelect() {
+        this.render();
+      },
+      controls(p) {
+        const kinds = ["encoder", "decoder", "cross"];
+        const [N, H] = p.shape[pick.kind];
+        const queries = pick.kind === "encoder" ? p.tokens.source : p.tokens.decoder;
+        pick.layer = Math.min(pick.layer, N - 1);
+        pick.head = Math.min(pick.head, H - 1);
+        pick.query = Math.min(pick.query, queries.length - 1);
+        const select = (id, label, options, current, onChange) => {
+          const node = el("select", { id, "aria-label": label });
+          options.forEach(([val, text]) => node.append(el("option", { value: String(val), text, selected: val === current })));
+          node.addEventListener("change", () => onChange(node.value));
+          return el("label", { class: "kmha-control" }, `${label} `, node);
+        };
+        return el(
+          "div",
+          { class: "kmha-toolbar", id: "head-controls" },
+          select("head-kind", "kind", kinds.map((k) => [k, kindName(k)]), pick.kind, (v) => { pick.kind = v; pick.query = 0; ask(); }),
+          select("head-layer", "layer", range(N).map((i) => [i, String(i)]), pick.layer, (v) => { pick.layer = Number(v); ask(); }),
+          select("head-head", "head", range(H).map((i) => [i, String(i)]), pick.head, (v) => { pick.head = Number(v); ask(); }),
+          select("head-query", "query", queries.map((t, i) => [i, `${i}: ${t}`]), pick.query, (v) => { pick.query = Number(v); ask(); })
+        );
+      },
+      render() {
+        const p = store.payload;
+        if (!hasTranslation(p)) {
+          empty(root, "Translate something to see how one head computes its weights.");
+          drawn(this, p ? p.serial : "");
+          return;
+        }
+        const fresh = value && value.serial === p.serial && value.kind === pick.kind && value.layer === pick.layer && value.head === pick.head && value.query === pick.query;
+        if (!fresh) {
+          // Ask the server only for a view someone looks at: a hidden tab
+          // asks when it is shown (its width changes, `relayout`).
+          if (!isVisible(root)) return;
+          fill(root, this.controls(p), el("div", { class: "kmha-muted", text: "Computing the stages…" }));
+          if (!value || value.serial !== p.serial || !this.asked || this.asked !== `${p.serial}/${pick.kind}/${pick.layer}/${pick.head}/${pick.query}`) {
+            this.asked = `${p.serial}/${pick.kind}/${pick.layer}/${pick.head}/${pick.query}`;
+            ask();
+          }
+          return;
+        }
+        const v = value;
+        const labels = Object.fromEntries(v.stages.map((s) => [s.key, s]));
+        const card = (key, body) => {
+          const s = labels[key];
+          return el(
+            "div",
+            { class: "kmha-stage", dataset: { stage: key } },
+            el("div", { class: "kmha-stage-label", text: s.label }),
+            el("div", { class: "kmha-formula", text: s.formula }),
+            el("div", { class: "kmha-shape", text: s.shape }),
+            body
+          );
+        };
+        const keys = v.key_tokens;
+        const rows = keys.map((token, j) => {
+          const masked = !v.mask[j];
+          return el(
+            "tr",
+            { class: masked ? "masked" : "", dataset: { key: String(j) } },
+            el("th", { text: token }),
+            el("td", {}, vector(v.products[j], "q·k", (d, x) => `q[${d}] × k_${j}[${d}] = ${v.q[d]} × ${v.keys[j][d]} = ${x}`)),
+            el("td", { class: "num", text: v.dots[j].toFixed(3), title: `Σ_d q_d k_${j}d = ${v.dots[j]}` }),
+            el("td", { class: "num", text: v.scaled[j].toFixed(3), title: `${v.dots[j]} / √${v.d_k} = ${v.dots[j]} / ${v.sqrt_d_k} = ${v.scaled[j]}` }),
+            el("td", { class: "num", text: masked ? "−∞" : "✓", title: masked ? "masked: padding or a later position" : "visible" }),
+            el(
+              "td",
+              { class: "num kmha-weight", dataset: { weight: String(v.weights[j]) }, title: `exp(${v.scaled[j].toFixed(4)}) / Σ exp = ${v.weights[j]}` },
+              el("span", { class: "kmha-bar" }, el("span", { style: `width:${(100 * v.weights[j]).toFixed(1)}%` })),
+              ` ${v.weights[j].toFixed(3)}`
+            )
+          );
+        });
+        const table = el(
+          "table",
+          { class: "kmha-head-table", id: "head-keys" },
+          el(
+            "tr",
+            {},
+            el("th", { text: "key" }),
+            el("th", { text: `${labels.products.formula} ${labels.products.shape}` }),
+            el("th", { text: labels.dots.formula }),
+            el("th", { text: labels.scaled.formula }),
+            el("th", { text: labels.mask.formula }),
+            el("th", { text: `${labels.weights.formula} (the attention row)` })
+          ),
+          rows
+        );
+        const sum = v.weights.reduce((a, b) => a + b, 0);
+        const query = v.produces ? `${v.query_token} (the input that produces ${v.produces})` : v.query_token;
+        fill(
+          root,
+          this.controls(p),
+          el("div", { class: "kmha-note", text: `${kindName(v.kind)}, layer ${v.layer}, head ${v.head}, query ${query}. d_k = ${v.d_k}, ${v.num_heads} heads. The weights sum to ${sum.toFixed(4)}.` }),
+          el(
+            "div",
+            { class: "kmha-stages" },
+            card("x", vector(v.x, "x")),
+            card("normalized", vector(v.normalized, "x̂")),
+            card("q", vector(v.q, "q"))
+          ),
+          el("h4", { text: `Every key (${keys.length}): ${labels.keys.formula}, then the scores` }),
+          table,
+          el(
+            "div",
+            { class: "kmha-stages" },
+            card("head_output", vector(v.head_output, "head", (d, x) => `Σ_j w_j v_j[${d}] = ${x}`)),
+            card("concat", vector(v.concat, "concat", (i, x) => `head ${Math.floor(i / v.head_output.length)}, dimension ${i % v.head_output.length}: ${x}`)),
+            card("output", vector(v.output, "output")),
+            card("residual", vector(v.residual, "x + output", (d, x) => `${v.x[d]} + ${v.output[d]} = ${x}`)),
+            card("block_output", vector(v.block_output, "block output"))
+          )
+        );
+        drawn(this, String(p.serial));
+      },
+    };
+  };
+
   /* Attribution: per output piece, the contribution of each source piece
      and each earlier output piece (shares of the row), and the source share. */
   VIEWS.attribution = (root) => {
