@@ -48,7 +48,8 @@ INTRO = (
     "An encoder–decoder Transformer written from scratch in Keras 3 "
     "(`keras_mha`). Translate a sentence, then watch it being made: every "
     "attention head, each step's candidates, the beam, word alignments — or "
-    "score your own translation and switch heads off."
+    "score your own translation and switch heads off. New here? "
+    "[Take the tour](?tour=1)."
 )
 
 

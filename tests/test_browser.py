@@ -88,9 +88,12 @@ def wait_drawn(page, view, serial=None):
     )
 
 
-def open_page(page, url):
+def open_page(page, url, tour_seen=True):
     """Loads the page and waits for the renderers of the first tab (the other
-    tabs' views mount when their tab is first opened)."""
+    tabs' views mount when their tab is first opened). `tour_seen`: as for a
+    visitor who dismissed the guided tour before."""
+    if tour_seen:
+        page.add_init_script("localStorage.setItem('kmha-tour-done', '1')")
     page.goto(url)
     page.wait_for_function("window.KMHA && window.KMHA.store.views.length >= 2")
 
@@ -109,7 +112,9 @@ def translate(page, text):
     )
     p = payload(page)
     mounted = page.evaluate("window.KMHA.store.views.map(v => v.name)")
-    for view in {"summary", "attention"} | set(mounted) - {"whatif", "score"}:
+    # Views that draw on request only: what if, score, attribution, a head.
+    on_request = {"whatif", "score", "attribution", "head"}
+    for view in {"summary", "attention"} | set(mounted) - on_request:
         wait_drawn(page, view, p["serial"])
     return p
 
@@ -290,3 +295,54 @@ def test_alignment_and_head_statistics_are_drawn(url, page):
     title = page.locator("#view-attention .kmha-big .kmha-hm-title")
     title.wait_for()
     assert title.inner_text() == "cross-attention, layer 1, head 1"
+
+
+def test_the_guided_tour_walks_through_once_and_comes_back_on_request(url, page):
+    open_page(page, url, tour_seen=False)
+    tour = page.locator("#kmha-tour")
+    tour.wait_for()
+    steps = page.evaluate("window.KMHA_TOUR.steps")
+    assert 5 <= steps <= 8
+    titles = []
+    for index in range(steps):
+        titles.append(tour.locator(".kmha-tour-title").inner_text())
+        # Each step outlines the part of the page it speaks of.
+        assert page.locator(".kmha-tour-target").count() == 1
+        if "head" in titles[-1].lower() or "positions" in titles[-1].lower():
+            selected = page.locator('#explorer-tabs [role="tab"][aria-selected="true"]')
+            assert selected.inner_text().strip() == "How a head works"
+        page.locator("#kmha-tour-next").click()
+    assert titles[0].startswith("1 ·") and titles[-1].startswith(f"{steps} ·")
+    assert tour.count() == 0 and page.locator(".kmha-tour-target").count() == 0
+    page.reload()
+    page.wait_for_function("window.KMHA_TOUR !== undefined")
+    page.wait_for_timeout(1000)
+    assert page.locator("#kmha-tour").count() == 0  # Dismissed: not again.
+    page.goto(url + "?tour=1")
+    page.locator("#kmha-tour").wait_for()
+    page.locator("#kmha-tour-skip").click()
+    assert page.locator("#kmha-tour").count() == 0
+
+
+def test_how_a_head_works_draws_the_attention_row(url, page, screenshots):
+    open_page(page, url)
+    p = translate(page, "Where is the train station?")
+    page.get_by_role("tab", name="How a head works").click()
+    page.locator("#head-keys").wait_for()
+    weights = page.eval_on_selector_all(
+        "#head-keys .kmha-weight", "cells => cells.map(c => Number(c.dataset.weight))"
+    )
+    # The default: cross-attention, layer 0, head 0, the first query.
+    row = page.evaluate(
+        "() => { const p = window.KMHA.store.payload; const n = p.tokens.source.length;"
+        " return p.attention.cross[0][0].slice(0, n).map(v => v / p.scale); }"
+    )
+    assert len(weights) == len(p["tokens"]["source"])
+    assert max(abs(a - b) for a, b in zip(weights, row)) < 2e-3
+    # Another head: the controls ask the server again.
+    page.select_option("#head-kind", "encoder")
+    page.wait_for_function(
+        "() => { const note = document.querySelector('#view-head .kmha-note');"
+        " return note && note.textContent.includes('encoder'); }"
+    )
+    page.screenshot(path=str(screenshots / "head.png"), full_page=False)

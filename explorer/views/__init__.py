@@ -22,7 +22,7 @@ import pathlib
 import gradio as gr
 
 STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
-ASSETS = ("explorer.js", "explorer.css")
+ASSETS = ("explorer.js", "tour.js", "explorer.css")
 
 
 def _asset_url(name):
@@ -43,6 +43,7 @@ def head_html():
     return (
         f'<link rel="stylesheet" href="{_asset_url("explorer.css")}">'
         f'<script src="{_asset_url("explorer.js")}"></script>'
+        f'<script src="{_asset_url("tour.js")}"></script>'
     )
 
 
