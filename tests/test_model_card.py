@@ -145,24 +145,18 @@ def test_recipe_examples_are_listed(metrics):
     assert 'text = "Where is the train station?"' in text
 
 
-@pytest.mark.parametrize(
-    "value",
-    [
-        "plain words",
-        "key: value",
-        "- leading dash",
-        "yes",
-        "1.0",
-        'say "hi"',
-        "# hash",
-        "Ünïcödé → ok",
-        "",
-    ],
-)
-def test_yaml_scalars_round_trip(value):
-    yaml = pytest.importorskip("yaml")
-    data = {"a": value, "b": [value, {"c": value, "d": [1, 2.5, None, True]}]}
-    assert yaml.safe_load(card_lib.to_yaml(data)) == data
+def test_the_hub_reads_the_front_matter_back(metrics):
+    # The card as the Hub parses it: every evaluation is an EvalResult.
+    from huggingface_hub import ModelCard
+
+    card = ModelCard(card_lib.model_card(metrics, "en-es-tiny"))
+    assert card.data.language == ["en", "es"] and card.data.license == "cc-by-2.0"
+    found = {
+        (r.dataset_split, r.metric_name): r.metric_value for r in card.data.eval_results
+    }
+    assert found[("test", "BLEU (greedy)")] == 12.5
+    assert found[("valid", "chrF (beam 4)")] == 30.0
+    assert len(found) == 8
 
 
 def test_make_portable_replaces_machine_paths(metrics):

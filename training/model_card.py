@@ -19,7 +19,6 @@ import argparse
 import copy
 import json
 import pathlib
-import re
 import shlex
 
 from training import data as data_lib
@@ -71,52 +70,36 @@ RESULT_COLUMNS = (
 
 
 # ------------------------------------------------------------------ YAML
-_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9 ._/()+-]*")
-_RESERVED = {"true", "false", "yes", "no", "on", "off", "null", "~"}
+def front_matter_yaml(meta):
+    """The card's YAML front matter, written by `huggingface_hub` (its
+    `ModelCardData` and `EvalResult` write the `model-index` as the Hub
+    parses it) from the dict of `card_metadata`."""
+    from huggingface_hub import EvalResult, ModelCardData
 
-
-def _yaml_scalar(value):
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, dict)):  # Only empty ones get here.
-        return "[]" if isinstance(value, list) else "{}"
-    text = str(value)
-    if _PLAIN.fullmatch(text) and text.lower() not in _RESERVED:
-        return text
-    return json.dumps(text, ensure_ascii=False)  # A valid YAML quoted scalar.
-
-
-def _yaml_lines(value, indent=0):
-    pad = " " * indent
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if isinstance(item, dict) and item:
-                yield f"{pad}{key}:"
-                yield from _yaml_lines(item, indent + 2)
-            elif isinstance(item, list) and item:
-                yield f"{pad}{key}:"
-                yield from _yaml_lines(item, indent)
-            else:
-                yield f"{pad}{key}: {_yaml_scalar(item)}"
-    else:
-        for item in value:
-            if isinstance(item, dict) and item:
-                lines = list(_yaml_lines(item, indent + 2))
-                yield f"{pad}- {lines[0][indent + 2 :]}"
-                yield from lines[1:]
-            elif isinstance(item, list) and item:
-                raise ValueError("Nested YAML lists are not supported.")
-            else:
-                yield f"{pad}- {_yaml_scalar(item)}"
-
-
-def to_yaml(value):
-    """Block-style YAML of nested dicts, lists and scalars (what cards need)."""
-    return "\n".join(_yaml_lines(value)) + "\n"
+    meta = dict(meta)
+    index = meta.pop("model-index", [])
+    results = []
+    for model in index:
+        for result in model["results"]:
+            for metric in result["metrics"]:
+                results.append(
+                    EvalResult(
+                        task_type=result["task"]["type"],
+                        task_name=result["task"]["name"],
+                        dataset_type=result["dataset"]["type"],
+                        dataset_name=result["dataset"]["name"],
+                        dataset_split=result["dataset"]["split"],
+                        metric_type=metric["type"],
+                        metric_value=metric["value"],
+                        metric_name=metric["name"],
+                    )
+                )
+    data = ModelCardData(
+        model_name=index[0]["name"] if index else None,
+        eval_results=results or None,
+        **meta,
+    )
+    return data.to_yaml()
 
 
 # ------------------------------------------------------------- the card
@@ -488,7 +471,7 @@ def model_card(metrics, name):
     domain_text, limitations = DOMAIN_NOTES.get(domain, ("", ""))
     lines = [
         "---",
-        to_yaml(card_metadata(metrics, name)).rstrip(),
+        front_matter_yaml(card_metadata(metrics, name)).rstrip(),
         "---",
         "",
         f"# {name}: {source} → {target} ({domain})",
