@@ -390,7 +390,9 @@ def head_payload(serial, stages, translation, kind, layer, head, query):
     for key, label, formula, size in HEAD_STAGES:
         if key == "normalized" and not stages["normalize_first"]:
             formula = "x̂ = x (post-LN: the norm comes after the residual)"
-        if key == "x" and layer > 0:
+        if key == "x" and kind == "cross":
+            formula = "x = the self-attention block's output"
+        elif key == "x" and layer > 0:
             formula = "x = the previous block's output"
         if key == "block_output" and not stages["normalize_first"]:
             formula = "LayerNorm(x + attention output)"
@@ -398,6 +400,11 @@ def head_payload(serial, stages, translation, kind, layer, head, query):
             {"key": key, "label": label, "formula": formula, "shape": shape(size)}
         )
     values = {key: rounded(stages[key]) for key, *_ in HEAD_STAGES if key != "mask"}
+    # The model's inputs: the query's token and position vectors (their sum
+    # is layer 0's x), and the position vectors of its whole sequence.
+    values["token_vector"] = rounded(stages["token_vector"])
+    values["position_vector"] = rounded(stages["position_vector"])
+    values["positions"] = np.round(np.asarray(stages["positions"]), 3).tolist()
     values["mask"] = [bool(m) for m in stages["mask"]]
     return {
         "serial": serial,

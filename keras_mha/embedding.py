@@ -149,6 +149,14 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         tokens = ops.take(self.embeddings, ops.cast(token_ids, "int32"), axis=0)
         return tokens * ops.cast(math.sqrt(self.embedding_dim), tokens.dtype)
 
+    def position_vectors(self, length, start_index=0):
+        """`(T, D)` the position part of the output for positions
+        `start_index .. start_index + T - 1`."""
+        positions = ops.arange(length) + start_index  # (T,)
+        if self.position_embedding == "learned":
+            return ops.take(self.position_embeddings, positions, axis=0)
+        return sinusoidal_positions(positions, self.embedding_dim)
+
     def call(self, token_ids, start_index=0, token_vectors=None):
         """`(B, T)` ids -> `(B, T, D)` token vectors + position vectors;
         `token_vectors` `(B, T, D)`, if given, replace `token_vectors(ids)`."""
@@ -156,11 +164,7 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         tokens = (
             self.token_vectors(token_ids) if token_vectors is None else token_vectors
         )
-        positions = ops.arange(length) + start_index  # (T,)
-        if self.position_embedding == "learned":
-            position_vectors = ops.take(self.position_embeddings, positions, axis=0)
-        else:
-            position_vectors = sinusoidal_positions(positions, self.embedding_dim)
+        position_vectors = self.position_vectors(length, start_index)
         return tokens + ops.cast(position_vectors, tokens.dtype)[None]  # (B, T, D)
 
     def compute_mask(self, token_ids, mask=None):

@@ -60,7 +60,10 @@ def trace_head(model, encoder_inputs, decoder_inputs, kind, layer, head, query):
         `(S_k,)` (÷ √d_k), `mask` `(S_k,)` bool, `weights` `(S_k,)`;
         `head_output` `(V,)`; `concat` `(H * V,)`; `output`, `residual`,
         `block_output` `(D,)`; `layer_output` `(D,)` (after the layer's
-        remaining blocks) and the sizes `d_k`, `num_heads`, `normalize_first`.
+        remaining blocks); the model's inputs of the query's sequence:
+        `token_vector` and `position_vector` `(D,)` of the query (their sum
+        is layer 0's `x`) and `positions` `(L, D)` every position's vector;
+        and the sizes `d_k`, `num_heads`, `normalize_first`.
 
     Raises:
         InvalidArgumentError: for an unknown kind, layer, head or query.
@@ -153,6 +156,11 @@ def trace_head(model, encoder_inputs, decoder_inputs, kind, layer, head, query):
             masks = dict(query_mask=target_mask, value_mask=source_mask)
             remaining = [(block.feedforward, block.feedforward_layer_norm)]
 
+    # The model's inputs for the query's sequence: token vectors (scaled
+    # embeddings) and position vectors, whose sum is layer 0's x.
+    embedding = model.source_embedding if kind == "encoder" else model.target_embedding
+    token_vectors = embedding.token_vectors(queries)  # (B, L, D)
+    position_vectors = embedding.position_vectors(ops.shape(queries)[1])  # (L, D)
     normalized = norm(x) if block.normalize_first else x  # (B, L, D)
     key_inputs = normalized if value is None else value
     output, stages = attention(normalized, key_inputs, return_stages=True, **masks)
@@ -209,6 +217,9 @@ def trace_head(model, encoder_inputs, decoder_inputs, kind, layer, head, query):
         "layer_output": None
         if layer_output is None
         else _numpy(layer_output)[0, query],
+        "token_vector": _numpy(token_vectors)[0, query],
+        "position_vector": _numpy(position_vectors)[query],
+        "positions": _numpy(position_vectors),
         "d_k": d_k,
         "num_heads": attention.num_heads,
         "normalize_first": bool(block.normalize_first),

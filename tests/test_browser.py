@@ -345,4 +345,14 @@ def test_how_a_head_works_draws_the_attention_row(url, page, screenshots):
         "() => { const note = document.querySelector('#view-head .kmha-note');"
         " return note && note.textContent.includes('encoder'); }"
     )
-    page.screenshot(path=str(screenshots / "head.png"), full_page=False)
+    assert page.locator('#view-head [data-stage="positions"] canvas').count() == 1
+    # A row clicked in the attention view opens here on that row.
+    page.get_by_role("tab", name="Attention").click()
+    page.locator('#view-attention .kmha-label.row[data-index="2"]').first.click()
+    page.locator("#open-head").click()
+    page.wait_for_function(
+        "() => { const q = document.querySelector('#head-query');"
+        " const note = document.querySelector('#view-head .kmha-note');"
+        " return q && q.value === '2' && note && note.textContent.includes('query'); }"
+    )
+    page.locator("#view-head").screenshot(path=str(screenshots / "head.png"))

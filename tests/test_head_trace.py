@@ -121,3 +121,21 @@ def test_bad_requests_are_refused(scored):
     ]:
         with pytest.raises(ValueError, match=message):
             trace_head(translator.model, source, decoder, *args)
+
+
+@pytest.mark.parametrize("kind", ["encoder", "decoder"])
+def test_layer_zeros_input_is_the_token_plus_its_position(scored, kind):
+    translator, translation = scored
+    source, decoder = _ids(translator, translation, pad=2)
+    s = trace_head(translator.model, source, decoder, kind, 0, 0, 3)
+    np.testing.assert_allclose(
+        s["x"], s["token_vector"] + s["position_vector"], atol=1e-5
+    )
+    np.testing.assert_allclose(s["positions"][3], s["position_vector"], atol=1e-6)
+    length = (source if kind == "encoder" else decoder).shape[1]
+    assert s["positions"].shape == (length, translator.model.hidden_dim)
+    # Sinusoidal: position 0 is sin(0) = 0 then cos(0) = 1.
+    half = translator.model.hidden_dim // 2
+    np.testing.assert_allclose(
+        s["positions"][0], [0.0] * half + [1.0] * half, atol=1e-6
+    )

@@ -428,12 +428,19 @@
     store.views.push(view);
     // Redraw a view that changed while hidden, or whose width changed.
     let lastWidth = 0;
+    let hidden = false;
     new ResizeObserver(() => {
       const width = root.clientWidth;
-      if (width === 0) return;
+      if (width === 0) {
+        hidden = true;
+        return;
+      }
       const resized = Math.abs(width - lastWidth) > 40;
+      // A view that asks the server only when seen redraws when shown.
+      const shown = hidden && view.redrawOnShow;
+      hidden = false;
       lastWidth = width;
-      if ((view.dirty || (resized && view.relayout)) && store.payload) {
+      if ((view.dirty || shown || (resized && view.relayout)) && store.payload) {
         safely(view, () => (view.onSelect ? view.onSelect() : view.draw(store.payload)));
       }
     }).observe(root);
@@ -632,6 +639,18 @@
           })
         );
         if (sel.highlight) body.append(highlightNote(m, sel.highlight));
+        if (sel.highlight && sel.highlight.axis === "row" && !sel.merge) {
+          const query = sel.highlight.index;
+          body.append(
+            el("button", {
+              type: "button",
+              class: "kmha-link",
+              id: "open-head",
+              text: "How is this row computed? →",
+              onclick: () => openHead({ kind: sel.kind, layer: sel.layer, head: sel.head, query }),
+            })
+          );
+        }
       } else if (sel.mode === "layer") {
         vmax = sel.shared ? kindMax(p, sel.kind, sel.merge, sel.layer) : 0;
         const grid = el("div", { class: "kmha-grid" });
@@ -692,6 +711,13 @@
 
   function kindName(kind) {
     return KINDS.find(([k]) => k === kind)[1];
+  }
+
+  // Opens "How a head works" on one row (kind, layer, head, query).
+  function openHead(pick) {
+    store.headPick = { ...pick };
+    showTab("How a head works");
+    for (const view of store.views) if (view.name === "head" && view.onSelect) safely(view, () => view.onSelect());
   }
 
   function highlightNote(m, hl) {
@@ -1284,6 +1310,13 @@
     let value = null;
     const pick = { kind: "cross", layer: 0, head: 0, query: 0 };
     const ask = () => emit.trace && emit.trace({ ...pick });
+    const takeAsked = () => {
+      // A row clicked in another view chooses what this one shows.
+      if (store.headPick) {
+        Object.assign(pick, store.headPick);
+        store.headPick = null;
+      }
+    };
     const vector = (numbers, label, explain) => {
       const vmax = Math.max(1e-9, ...numbers.map((v) => Math.abs(v)));
       return el(
@@ -1301,6 +1334,7 @@
     };
     return {
       relayout: true,
+      redrawOnShow: true,
       setValue(v) {
         value = v;
         this.render();
@@ -1335,6 +1369,7 @@
       },
       render() {
         const p = store.payload;
+        takeAsked();
         if (!hasTranslation(p)) {
           empty(root, "Translate something to see how one head computes its weights.");
           drawn(this, p ? p.serial : "");
@@ -1405,6 +1440,38 @@
           root,
           this.controls(p),
           el("div", { class: "kmha-note", text: `${kindName(v.kind)}, layer ${v.layer}, head ${v.head}, query ${query}. d_k = ${v.d_k}, ${v.num_heads} heads. The weights sum to ${sum.toFixed(4)}.` }),
+          el("h4", { text: "The model's input: token vector + position vector" }),
+          el(
+            "div",
+            { class: "kmha-stages" },
+            el(
+              "div",
+              { class: "kmha-stage", dataset: { stage: "positions" } },
+              el("div", { class: "kmha-stage-label", text: "position vectors" }),
+              el("div", { class: "kmha-formula", text: "PE(p, 2i) = sin(p / 10000^(2i/D)), PE(p, 2i+1 in the second half) = cos(…)" }),
+              el("div", { class: "kmha-shape", text: `(${v.positions.length}, ${v.x.length}): one row per position` }),
+              heatmap(
+                {
+                  rows: v.positions.length,
+                  cols: v.x.length,
+                  data: Float32Array.from(v.positions.flat().map((x) => (x + 1) / 2)),
+                  rowLabels: v.positions.map((_, i) => String(i)),
+                  colLabels: [],
+                },
+                { cell: Math.max(1, Math.min(4, Math.floor(400 / v.x.length))), vmax: 1, describe: (r, c, x) => [`position ${r}, dimension ${c}`, `value ${(2 * x - 1).toFixed(3)}`] }
+              )
+            ),
+            el(
+              "div",
+              { class: "kmha-stage", dataset: { stage: "embedding" } },
+              el("div", { class: "kmha-stage-label", text: `the query piece “${v.query_token}”` }),
+              el("div", { class: "kmha-formula", text: "token vector = E[id] · √D" }),
+              vector(v.token_vector, "token"),
+              el("div", { class: "kmha-formula", text: `+ position vector PE(${v.query})` }),
+              vector(v.position_vector, "position"),
+              el("div", { class: "kmha-formula", text: v.layer === 0 && v.kind !== "cross" ? "= x below (layer 0)" : "= the model's input at this position" })
+            )
+          ),
           el(
             "div",
             { class: "kmha-stages" },
