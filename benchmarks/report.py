@@ -76,6 +76,16 @@ SECTIONS = {
         "so the absolute seconds are pessimistic; the ratios are the "
         "comparison to read.",
     ),
+    "bench_faithfulness": (
+        "Faithfulness: deleting the word an explanation ranks first",
+        "For Tatoeba test sources of the shipped en-es model and its own greedy "
+        "translation (fixed), each method ranks the source words for every "
+        "output piece: averaged cross-attention, gradient × input, integrated "
+        "gradients (16 steps). Deleting the top-ranked word and scoring the "
+        "same translation again gives the drop of that piece's log-probability; "
+        "the random baseline is the mean drop over all words of the source. A "
+        "larger drop means the explanation found a word the piece depends on.",
+    ),
     "bench_app": (
         "The app under load",
         "A live `python app.py` with every model of the models folder "
@@ -115,6 +125,7 @@ ORDER = (
     "bench_training",
     "bench_decoding",
     "bench_alignment",
+    "bench_faithfulness",
     "bench_app",
     "bench_browser",
 )
