@@ -267,3 +267,16 @@ def test_results_name_the_test_set_and_show_lengths_and_repeats(metrics):
         for r in front_matter(text)["model-index"][0]["results"]
     ]
     assert datasets[-1] == ("Multi30k (task 1) multi30k-en-de", "test_2016_flickr")
+
+
+def test_a_mix_recorded_without_its_repeat_still_makes_a_card(metrics):
+    # Metrics of runs that recorded pairs read, kept and trained only.
+    metrics.update(dataset="deu-eng", languages=["en", "de"])
+    metrics["config"]["mix"] = [{"dataset": "deu-eng"}, {"dataset": "multi30k-en-de"}]
+    metrics["train_mix"] = {
+        "deu-eng": {"read": 100, "kept": 100, "pairs": 100},
+        "multi30k-en-de": {"read": 30, "kept": 30, "pairs": 60},
+    }
+    assert "| `multi30k-en-de` | 30 | 30 | 2 | 60 |" in card_lib.model_card(
+        metrics, "x"
+    )

@@ -163,9 +163,10 @@ def _data_section(metrics):
             "|---|---|---|---|---|",
         ]
         for part_name, stats in mix.items():
+            repeat = stats.get("repeat", stats["pairs"] // max(stats["kept"], 1))
             lines.append(
                 f"| `{part_name}` | {stats['read']:,} | {stats['kept']:,} | "
-                f"{stats['repeat']} | {stats['pairs']:,} |"
+                f"{repeat} | {stats['pairs']:,} |"
             )
         lines.append("")
     lines.append(
