@@ -98,11 +98,13 @@ def test_the_demo_has_one_view_per_tab_and_public_endpoints(demo):
         "score",
         "beam",
         "alignment",
+        "attribution",
+        "head",
         "heads",
         "ablation",
     }
     public = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}
-    assert public == {"translate", "score", "align", "attention"}
+    assert public == {"translate", "score", "align", "attention", "attribute", "head"}
 
 
 def test_browser_views_load_the_renderer_once_from_an_allowed_path(demo):
@@ -113,7 +115,7 @@ def test_browser_views_load_the_renderer_once_from_an_allowed_path(demo):
     heads = {v["props"]["head"] for v in views if v["props"].get("head")}
     assert len(heads) == 1  # The same tags: the browser loads them once.
     urls = re.findall(r'(?:src|href)="gradio_api/file=([^"?]+)\?v=\w+"', heads.pop())
-    assert len(urls) == 2
+    assert len(urls) == 3  # The renderers, the guided tour, the style sheet.
     for url in urls:
         path = pathlib.Path(url)
         assert path.is_file() and path.parent.name == "static"
@@ -121,6 +123,7 @@ def test_browser_views_load_the_renderer_once_from_an_allowed_path(demo):
     assert any('"whatif"' in js for js in mounts)
     assert any('"pick"' in js for js in mounts)
     assert any('"export"' in js for js in mounts)
+    assert any('"trace"' in js for js in mounts)
 
 
 # ------------------------------------------------------------ models
@@ -691,12 +694,18 @@ def test_api_score(demo):
 
 
 def test_api_align(demo):
-    out = demo.api["align"](SENTENCE, "¿Dónde está la estación?", TINY_MODEL)
+    target = "¿Dónde está la estación?"
+    out = demo.api["align"](SENTENCE, target, TINY_MODEL, "average")
     assert out["source_words"] == ["Where", "is", "the", "train", "station?"]
     assert out["target_words"] == ["¿Dónde", "está", "la", "estación?"]
     links, _ = alignment.from_pharaoh(out["links"])
     assert sorted(j for _, j in links) == [0, 1, 2, 3]  # One per target word.
     assert all(0 <= i < 5 for i, _ in links)
+    # The default adds each source word's most attending target word.
+    default = demo.api["align"](SENTENCE, target, TINY_MODEL)
+    assert default["method"] == alignment.DEFAULT_METHOD
+    union, _ = alignment.from_pharaoh(default["links"])
+    assert union >= links and {i for i, _ in union} == set(range(5))
     # An empty target aligns the model's own translation.
     own = demo.api["align"](SENTENCE, "", TINY_MODEL, "head:1:1")
     assert own["target"] == demo.api["translate"](SENTENCE, TINY_MODEL)[0]

@@ -18,7 +18,7 @@ from tests.app_fixtures import TINY_MODEL, serve_app
 
 pytestmark = pytest.mark.slow
 SENTENCE = "Where is the train station?"
-ENDPOINTS = {"/translate", "/score", "/align", "/attention"}
+ENDPOINTS = {"/translate", "/score", "/align", "/attention", "/attribute", "/head"}
 
 
 @pytest.fixture(scope="module")
@@ -136,12 +136,17 @@ def test_an_mcp_client_calls_a_tool(url):
                 tools = await client.list_tools()
                 result = await client.call_tool(
                     "align",
-                    {"source": SENTENCE, "target": "¿Dónde está?", "model": TINY_MODEL},
+                    {
+                        "source": SENTENCE,
+                        "target": "¿Dónde está?",
+                        "model": TINY_MODEL,
+                        "method": "average",
+                    },
                 )
                 return {tool.name for tool in tools.tools}, result
 
     names, result = asyncio.run(session())
-    assert names == {"translate", "score", "align", "attention"}
+    assert names == {"translate", "score", "align", "attention", "attribute", "head"}
     assert not result.isError
     answer = ast.literal_eval(result.content[0].text)  # The dict's repr.
     assert answer["target_words"] == ["¿Dónde", "está?"]
