@@ -211,3 +211,15 @@ def test_bad_arguments_are_errors_and_the_server_survives(
     assert "Traceback" not in str(info.value)
     text, _ = client.predict(SENTENCE, TINY_MODEL, "greedy", 4, api_name="/translate")
     assert isinstance(text, str)
+
+
+def test_attribute_and_head_through_gradio_client(client):
+    out = client.predict(
+        SENTENCE, "", TINY_MODEL, "grad_x_input", 16, api_name="/attribute"
+    )
+    assert len(out["source"]) == len(out["target_tokens"])
+    assert len(out["source"][0]) == len(out["source_tokens"])
+    head = client.predict(SENTENCE, "", TINY_MODEL, "cross", 1, 0, 2, api_name="/head")
+    assert abs(sum(head["weights"]) - 1.0) < 1e-3
+    assert len(head["weights"]) == len(head["key_tokens"]) == len(head["dots"])
+    assert {s["key"] for s in head["stages"]} >= {"q", "keys", "weights", "output"}
