@@ -125,6 +125,7 @@ class Service:
         top_k=TOP_K,
         prefix=None,
         disabled_heads=None,
+        layer_predictions=0,
     ):
         """Translates `text`; returns `(Translation, seconds)`.
 
@@ -139,6 +140,8 @@ class Service:
             prefix: text or pieces forced as the first output pieces; empty
                 or `None` forces nothing.
             disabled_heads: heads switched off, as `Translator.translate`.
+            layer_predictions: pieces each decoder layer would predict, per
+                output piece (one more teacher-forced pass; 0: none).
 
         Raises:
             gr.Error: with a message for any bad argument.
@@ -159,7 +162,7 @@ class Service:
                     prefix=prefix,
                     disabled_heads=disabled_heads,
                     return_beam=beam > 1,
-                    layer_predictions=LAYER_PREDICTIONS,
+                    layer_predictions=layer_predictions,
                 )
         except InvalidArgumentError as error:  # Its message names the fault.
             raise user_error(error) from error

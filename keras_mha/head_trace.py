@@ -92,13 +92,11 @@ def trace_head(model, encoder_inputs, decoder_inputs, kind, layer, head, query):
     source_mask = padding_mask(encoder_inputs)  # (B, S)
     target_mask = padding_mask(decoder_inputs)  # (B, T)
 
-    # The encoder, with its own layers, up to the block (or to its end).
-    x = model.source_embedding(encoder_inputs)  # (B, S, D)
-    for index, encoder_layer in enumerate(model.encoder_layers):
-        if kind == "encoder" and index == layer:
-            break
-        x = encoder_layer(x, padding_mask=source_mask)
     if kind == "encoder":
+        # The encoder's own layers up to the block.
+        x = model.source_embedding(encoder_inputs)  # (B, S, D)
+        for encoder_layer in model.encoder_layers[:layer]:
+            x = encoder_layer(x, padding_mask=source_mask)
         block = model.encoder_layers[layer]
         attention, norm, value = (
             block.self_attention,
@@ -106,44 +104,32 @@ def trace_head(model, encoder_inputs, decoder_inputs, kind, layer, head, query):
             None,
         )
         masks = dict(query_mask=source_mask, value_mask=source_mask)
-        remaining = [(block.feedforward, block.feedforward_layer_norm)]
     else:
-        encoded = x
-        if model.encoder_layer_norm is not None:
-            encoded = model.encoder_layer_norm(encoded)  # (B, S, D)
+        encoded = model.encode(encoder_inputs)  # (B, S, D), final norm included
         x = model.target_embedding(decoder_inputs)  # (B, T, D)
-        for index in range(layer):
-            x = model.decoder_layers[index](
+        for decoder_layer in model.decoder_layers[:layer]:
+            x = decoder_layer(
                 x,
                 encoded,
                 decoder_padding_mask=target_mask,
                 encoder_padding_mask=source_mask,
             )
         block = model.decoder_layers[layer]
+        self_masks = dict(
+            query_mask=target_mask, value_mask=target_mask, use_causal_mask=True
+        )
         if kind == "decoder":
             attention, norm, value = (
                 block.self_attention,
                 block.self_attention_layer_norm,
                 None,
             )
-            masks = dict(
-                query_mask=target_mask, value_mask=target_mask, use_causal_mask=True
-            )
-            remaining = [("cross", block.cross_attention_layer_norm)]
+            masks = self_masks
         else:
             # The cross block's input is the self-attention block's output.
-            def self_attend(y):
-                return block.self_attention(
-                    y,
-                    y,
-                    query_mask=target_mask,
-                    value_mask=target_mask,
-                    use_causal_mask=True,
-                )
-
             x, _ = block._residual(
                 x,
-                self_attend,
+                lambda y: block.self_attention(y, y, **self_masks),
                 block.self_attention_layer_norm,
                 block.self_attention_dropout,
                 False,
@@ -154,7 +140,6 @@ def trace_head(model, encoder_inputs, decoder_inputs, kind, layer, head, query):
                 encoded,
             )
             masks = dict(query_mask=target_mask, value_mask=source_mask)
-            remaining = [(block.feedforward, block.feedforward_layer_norm)]
 
     # The model's inputs for the query's sequence: token vectors (scaled
     # embeddings) and position vectors, whose sum is layer 0's x.
@@ -167,15 +152,15 @@ def trace_head(model, encoder_inputs, decoder_inputs, kind, layer, head, query):
     residual = x + output  # (B, L, D): dropout is off at inference.
     block_output = residual if block.normalize_first else norm(residual)
 
-    # The layer's remaining blocks, for the check that the stages rebuild
-    # what the model computes.
+    # The feed-forward block that ends the layer (after self-attention in
+    # the encoder, after cross-attention in the decoder), for the check that
+    # the stages rebuild what the model computes.
     layer_output = None
-    if remaining[0][0] != "cross":
-        feedforward, feedforward_norm = remaining[0]
+    if kind != "decoder":
         layer_output, _ = block._residual(
             block_output,
-            lambda y: feedforward(y),
-            feedforward_norm,
+            block.feedforward,
+            block.feedforward_layer_norm,
             block.feedforward_dropout,
             False,
         )

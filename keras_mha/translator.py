@@ -413,6 +413,7 @@ class Translator:
                 f"Received: n_best={n_best}"
             )
         top_k = self._check_top_k(top_k)
+        layer_predictions = self._check_top_k(layer_predictions)
         max_length = min(max_length or self.model.max_length, self.model.max_length)
         texts = [clean_text(t) for t in text_or_texts]
         prefixes = self._prefix_ids(prefix, len(texts), max_length)
@@ -440,7 +441,6 @@ class Translator:
             out = self._run_search(search, batch, head_masks, max_length)
             for row, i in enumerate(chunk):
                 results[i] = self._translation(out, row, batch[row], n_best)
-        layer_predictions = self._check_top_k(layer_predictions)
         if layer_predictions and order:
             # The positions' distributions depend on the decoder inputs only,
             # so an output cut at `max_length` (no end piece) is scored

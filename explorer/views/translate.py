@@ -7,7 +7,13 @@ import html
 import gradio as gr
 
 from explorer import models, payload
-from explorer.service import BEAM_SIZES, MAX_INPUT_CHARS, TOP_K, friendly_errors
+from explorer.service import (
+    BEAM_SIZES,
+    LAYER_PREDICTIONS,
+    MAX_INPUT_CHARS,
+    TOP_K,
+    friendly_errors,
+)
 from explorer.state import ExplorerState, Request
 from explorer.views import browser_view
 
@@ -136,7 +142,7 @@ class TranslateView:
     def translate(self, text, model, decoding="greedy", beam_size=4):
         """Translate button: the translation and every view's new content."""
         translation, seconds = self.shared.service.translate(
-            text, model, decoding, beam_size
+            text, model, decoding, beam_size, layer_predictions=LAYER_PREDICTIONS
         )
         beam = self.shared.service.beam_size(decoding, beam_size)
         if not translation.source_tokens:
