@@ -190,7 +190,7 @@ def throughput(load, sources, settings):
 def latency(translator, sentence, settings):
     """(c) One sentence at a time, with attention capture."""
     seconds = harness.time_interleaved(
-        {"translate": lambda: translator.translate(sentence)},
+        {"translate": lambda: translator.translate(sentence, return_attention=True)},
         warmup=settings.latency_warmup,
         repeats=settings.latency_runs,
     )["translate"]

@@ -162,6 +162,7 @@ class Service:
                     prefix=prefix,
                     disabled_heads=disabled_heads,
                     return_beam=beam > 1,
+                    return_attention=True,
                     layer_predictions=layer_predictions,
                 )
         except InvalidArgumentError as error:  # Its message names the fault.

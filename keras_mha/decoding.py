@@ -24,6 +24,7 @@ length (the `max_length` of the search), N layers, H heads, V vocabulary,
 k alternatives per step (`top_k`).
 """
 
+import collections
 import math
 import numbers
 
@@ -224,7 +225,12 @@ class Search:
         tokens = ops.zeros((rows, T + 1), "int32")  # (R, T + 1)
         state = {
             "index": ops.convert_to_tensor(0, "int32"),
-            "tokens": _write(tokens, ops.full((rows, 1), self.bos_id, "int32"), 0, 1),
+            "tokens": _write(
+                tokens,
+                ops.full((rows, 1), self.bos_id, "int32"),
+                0,
+                STATE_LAYOUT["tokens"].step,
+            ),
             "log_probs": ops.zeros((rows, T), "float32"),  # (R, T)
             "scores": self.initial_scores(batch_size),  # (R,)
             "finished": start_finished,  # (R,)
@@ -316,9 +322,17 @@ class Search:
         token_log_prob = ops.where(was_finished, 0.0, token_log_prob)
         new_state = {
             "index": index + 1,
-            "tokens": _write(carried["tokens"], token[:, None], index + 1, 1),
+            "tokens": _write(
+                carried["tokens"],
+                token[:, None],
+                index + 1,
+                STATE_LAYOUT["tokens"].step,
+            ),
             "log_probs": _write(
-                carried["log_probs"], token_log_prob[:, None], index, 1
+                carried["log_probs"],
+                token_log_prob[:, None],
+                index,
+                STATE_LAYOUT["log_probs"].step,
             ),
             "scores": scores,
             "finished": ops.logical_or(was_finished, ops.equal(token, self.eos_id)),
@@ -327,9 +341,9 @@ class Search:
         }
         if "live" in carried:
             new_state["live"] = carried["live"]
-        for key in ("decoder", "cross", "alternative_ids", "alternative_log_probs"):
+        for key in _STEP_RECORDS:
             if key in state:
-                axis = 3 if key in ("decoder", "cross") else 1
+                axis = STATE_LAYOUT[key].step
                 new_state[key] = _write(carried[key], step[key], index, axis)
         if "beam_parents" in state:
             self._record_beam(state, new_state, parent, token, index)
@@ -347,7 +361,7 @@ class Search:
             "finished": ops.any(ops.equal(state["tokens"], self.eos_id), axis=-1),
             "steps": state["index"],
         }
-        for key in ("decoder", "cross", "alternative_ids", "alternative_log_probs"):
+        for key in _STEP_RECORDS:
             if key in state:
                 result[key] = state[key]
         if encoder_attention is not None:
@@ -355,7 +369,32 @@ class Search:
         return result
 
 
-# Loop-state tensors that belong to one row (hypothesis) each.
+class Axes(collections.namedtuple("Axes", ["row", "step"])):
+    """Where a loop-state tensor keeps its rows (hypotheses) and, for a
+    history, the axis each step writes one slice along (`None`: not a
+    history)."""
+
+
+# The declared layout of every per-row tensor of the loop state; every
+# write, gather and sort reads its axes from here.
+STATE_LAYOUT = {
+    "tokens": Axes(row=0, step=1),  # (R, T + 1), `<s>` first
+    "log_probs": Axes(row=0, step=1),  # (R, T)
+    "finished": Axes(row=0, step=None),  # (R,)
+    "lengths": Axes(row=0, step=None),  # (R,)
+    "live": Axes(row=0, step=None),  # (R,)
+    "cache": Axes(row=0, step=None),  # N x (R, 2, T, H, K_d), `decode_step` writes it
+    "decoder": Axes(row=1, step=3),  # (N, R, H, T, T)
+    "cross": Axes(row=1, step=3),  # (N, R, H, T, S)
+    "alternative_ids": Axes(row=0, step=1),  # (R, T, k)
+    "alternative_log_probs": Axes(row=0, step=1),  # (R, T, k)
+    "beam_parents": Axes(row=0, step=1),  # (R, T)
+    "beam_tokens": Axes(row=0, step=1),  # (R, T)
+    "beam_scores": Axes(row=0, step=1),  # (R, T)
+    "beam_finished": Axes(row=0, step=1),  # (R, T)
+    "beam_live": Axes(row=0, step=1),  # (R, T)
+}
+# Loop-state tensors that a hypothesis carries from its parent.
 _ROW_STATE = (
     "tokens",
     "log_probs",
@@ -367,17 +406,18 @@ _ROW_STATE = (
     "alternative_ids",
     "alternative_log_probs",
 )
+# Histories the step writes from what the decoder saw (the beam's own
+# records are written by `BeamSearch._record_beam`).
+_STEP_RECORDS = ("decoder", "cross", "alternative_ids", "alternative_log_probs")
 
 
 def _take_rows(key, x, rows):
-    """`x` with its rows (hypotheses) replaced by `rows` of it: one gather.
-
-    The cache is a list of per-layer `(R, ...)` buffers; attention histories
-    have the layer axis first, `(N, R, ...)`; everything else is `(R, ...)`.
-    """
+    """`x` with its rows (hypotheses) replaced by `rows` of it: one gather
+    along the row axis of `STATE_LAYOUT[key]` (the cache is a list of
+    per-layer buffers)."""
     if key == "cache":
         return [ops.take(layer, rows, axis=0) for layer in x]
-    return ops.take(x, rows, axis=1 if key in ("decoder", "cross") else 0)
+    return ops.take(x, rows, axis=STATE_LAYOUT[key].row)
 
 
 class GreedySearch(Search):
@@ -507,7 +547,9 @@ class BeamSearch(Search):
             ("beam_finished", new_state["finished"]),
             ("beam_live", new_state["live"]),
         ):
-            new_state[key] = _write(state[key], value[:, None], index, 1)
+            new_state[key] = _write(
+                state[key], value[:, None], index, STATE_LAYOUT[key].step
+            )
 
     def finalize(self, state, encoder_attention, batch_size):
         K = self.beam_size
@@ -543,12 +585,10 @@ class BeamSearch(Search):
             "finished": ops.take_along_axis(finished, order, axis=-1),  # (B, K)
             "steps": state["index"],
         }
-        for key in ("alternative_ids", "alternative_log_probs"):
+        for key in _STEP_RECORDS:
             if key in state:
-                result[key] = sort(state[key])  # (B, K, T, k)
-        for key in ("decoder", "cross"):
-            if key in state:
-                result[key] = sort(state[key], axis=1)  # (N, B, K, H, T, ...)
+                # (B, K, T, k) alternatives; (N, B, K, H, T, ...) attention.
+                result[key] = sort(state[key], axis=STATE_LAYOUT[key].row)
         if encoder_attention is not None:
             result["encoder"] = ops.stack(encoder_attention, axis=0)  # (N, B, H, S, S)
         if "beam_parents" in state:

@@ -10,7 +10,7 @@ tokens. Rows of an attention matrix are queries and sum to 1.
 Example:
 
 ```python
-translation = translator.translate("How are you?")
+translation = translator.translate("How are you?", return_attention=True)
 cross = translation.attention["cross"]  # (N, H, T, S)
 fig = head_heatmap(
     cross[0, 1], translation.target_tokens, translation.source_tokens,

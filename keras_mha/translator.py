@@ -215,7 +215,9 @@ class Translator:
 
     def _search(self, beam_size, max_length, length_penalty, options):
         """The compiled search for these settings (built once, then reused)."""
-        key = ("search", beam_size, max_length, float(length_penalty), options)
+        # Greedy search has no length penalty: one program for every value.
+        alpha = float(length_penalty) if beam_size > 1 else None
+        key = ("search", beam_size, max_length, alpha, options)
         if key not in self._searches:
             return_attention, top_k, return_beam = options
             common = dict(
@@ -353,7 +355,7 @@ class Translator:
         max_length=None,
         n_best=1,
         disabled_heads=None,
-        return_attention=True,
+        return_attention=False,
         batch_size=64,
         top_k=0,
         prefix=None,
@@ -371,7 +373,9 @@ class Translator:
             n_best: int <= beam_size, hypotheses kept in `Translation.n_best`.
             disabled_heads: `{"encoder"|"decoder"|"cross": [(layer, head)]}`
                 heads whose output is zeroed (head ablation).
-            return_attention: record attention (off is a little faster).
+            return_attention: record every attention head of every step in
+                `Translation.attention` (off by default: a bulk translation
+                then writes no `(N, H, T, T)` histories it never reads).
             batch_size: int, texts decoded together.
             top_k: int, alternatives recorded per output piece (0: none).
             prefix: pieces forced as the first outputs, then decoding goes on
@@ -504,21 +508,48 @@ class Translator:
         }
         return Translation("", [], [], [], 0.0, [], False, zeros)
 
+    def _pad_batch(self, columns):
+        """Pads one batch for a compiled program: the one place that chooses
+        its shapes, so that few programs are compiled.
+
+        Args:
+            columns: a list of `(rows, width)`: `rows` a list of id lists
+                (one per input), `width` the padded length (`None`: the
+                longest row, bucketed and capped at the model's
+                `max_length`).
+
+        Returns:
+            `(arrays, padding)`: one `(B, width)` int32 array per column, B
+            the batch size bucketed, and `(B,)` bool, True for a padding row.
+            A padding row holds one piece (the end piece) in its first
+            position, so that no attention row is all masked.
+        """
+        count = len(columns[0][0])
+        padded_batch = _bucket(count, _BATCH_BUCKETS)
+        arrays = []
+        for rows, width in columns:
+            if width is None:
+                longest = max(max(len(row) for row in rows), 1)
+                width = min(_bucket(longest, _LENGTH_BUCKETS), self.model.max_length)
+            array = np.zeros((padded_batch, width), "int32")
+            array[count:, 0] = self.eos_id
+            for i, row in enumerate(rows):
+                array[i, : len(row)] = row
+            arrays.append(array)
+        return arrays, np.arange(padded_batch) >= count
+
     def _run_search(self, search, batch, head_masks, max_length):
         """Pads one batch of `(ids, truncated, prefix_ids)` and runs `search`."""
-        longest = max(len(ids) for ids, _, _ in batch)
-        source_length = min(_bucket(longest, _LENGTH_BUCKETS), self.max_source_length)
-        padded_batch = _bucket(len(batch), _BATCH_BUCKETS)
-        source = np.zeros((padded_batch, source_length), "int32")
-        prefix = np.zeros((padded_batch, max_length), "int32")
-        prefix_lengths = np.zeros((padded_batch,), "int32")
-        for row, (ids, _, prefix_ids) in enumerate(batch):
-            source[row, : len(ids)] = ids
-            prefix[row, : len(prefix_ids)] = prefix_ids
-            prefix_lengths[row] = len(prefix_ids)
-        # Padding rows see no source: they start finished, so the loop's
+        (source, prefix), padding = self._pad_batch(
+            [
+                ([ids for ids, _, _ in batch], None),
+                ([prefix_ids for _, _, prefix_ids in batch], max_length),
+            ]
+        )
+        prefix_lengths = np.zeros((len(padding),), "int32")
+        prefix_lengths[: len(batch)] = [len(p) for _, _, p in batch]
+        # Padding rows start finished (and force nothing), so the loop's
         # early stop waits for the real rows only.
-        padding = np.arange(padded_batch) >= len(batch)  # (B,)
         out = search(source, head_masks, prefix, prefix_lengths, padding)
         return {k: np.asarray(v) for k, v in out.items()}
 
@@ -774,24 +805,13 @@ class Translator:
         return results
 
     def _run_scorer(self, scorer, batch):
-        longest_source = max(max(len(ids), 1) for ids, _, _ in batch)
-        longest_target = max(len(labels) for _, _, labels in batch)
-        source_length = min(
-            _bucket(longest_source, _LENGTH_BUCKETS), self.max_source_length
+        """Pads one batch of `(ids, truncated, labels)` and runs `scorer`."""
+        (source, decoder_inputs, labels), _ = self._pad_batch(
+            [
+                ([ids for ids, _, _ in batch], None),
+                ([[self.bos_id] + labels[:-1] for _, _, labels in batch], None),
+                ([labels for _, _, labels in batch], None),
+            ]
         )
-        target_length = min(
-            _bucket(longest_target, _LENGTH_BUCKETS), self.model.max_length
-        )
-        padded_batch = _bucket(len(batch), _BATCH_BUCKETS)
-        source = np.zeros((padded_batch, source_length), "int32")
-        decoder_inputs = np.zeros((padded_batch, target_length), "int32")
-        labels = np.zeros((padded_batch, target_length), "int32")
-        # Padding rows get one real position so no softmax row is all masked.
-        source[:, 0] = self.eos_id
-        decoder_inputs[:, 0] = self.bos_id
-        for row, (ids, _, row_labels) in enumerate(batch):
-            source[row, : len(ids)] = ids
-            decoder_inputs[row, : len(row_labels)] = [self.bos_id] + row_labels[:-1]
-            labels[row, : len(row_labels)] = row_labels
         out = scorer(source, decoder_inputs, labels)
         return {k: np.asarray(v) for k, v in out.items()}

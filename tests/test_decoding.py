@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from keras import ops
 
+from keras_mha import decoding
 from keras_mha.decoding import (
+    STATE_LAYOUT,
     BeamSearch,
     GreedySearch,
     beam_search,
@@ -319,6 +321,43 @@ def test_beam_record_follows_parents_back_to_the_output(model, source):
         # Recorded scores at the last step are the final ones.
         last = out["beam_scores"][row, steps - 1, out["beam_slots"][row]]
         np.testing.assert_allclose(last, out["scores"][row], atol=1e-5)
+
+
+def test_the_loop_state_has_one_declared_layout(model, source, monkeypatch):
+    # Every per-row tensor of the loop state is declared in STATE_LAYOUT:
+    # its row axis holds the R = B * K hypotheses and a history's step axis
+    # the T steps (T + 1 for the tokens, which start with <s>).
+    seen = {}
+    while_loop = decoding.ops.while_loop
+
+    def spy(cond, body, state, **kwargs):
+        seen.update(state)
+        return while_loop(cond, body, state, **kwargs)
+
+    monkeypatch.setattr(decoding.ops, "while_loop", spy)
+    B, K, T = source.shape[0], 3, 10
+    beam_search(
+        model,
+        source,
+        T,
+        BOS,
+        EOS,
+        beam_size=K,
+        top_k=2,
+        return_beam=True,
+        return_attention=True,
+    )
+    assert set(seen) - {"index", "scores"} == set(STATE_LAYOUT)
+    for key, axes in STATE_LAYOUT.items():
+        shapes = (
+            [tuple(x.shape) for x in seen[key]]
+            if key == "cache"
+            else [tuple(seen[key].shape)]
+        )
+        for shape in shapes:
+            assert shape[axes.row] == B * K, key
+            if axes.step is not None:
+                assert shape[axes.step] == T + (key == "tokens"), key
 
 
 def test_searches_reject_bad_settings():

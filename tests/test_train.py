@@ -339,7 +339,7 @@ def test_learning_rate_warms_up_then_decays():
 
 def assert_translates(folder, text):
     """The trained folder loads and its text is the detokenized output."""
-    translation = Translator.load(folder).translate(text)
+    translation = Translator.load(folder).translate(text, return_attention=True)
     processor = sentencepiece.SentencePieceProcessor(
         model_file=str(folder / "spm.model")
     )

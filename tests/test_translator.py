@@ -31,7 +31,7 @@ def test_load_reads_model_tokenizer_and_card(translator):
 
 
 def test_translation_fields_and_attention_shapes(translator):
-    t = translator.translate("I love you.")
+    t = translator.translate("I love you.", return_attention=True)
     assert isinstance(t, Translation)
     S, T = len(t.source_tokens), len(t.target_tokens)
     assert S > 0 and T > 0
@@ -47,10 +47,19 @@ def test_translation_fields_and_attention_shapes(translator):
     assert np.isclose(t.score, np.sum(np.log(t.token_probs)), atol=1e-3)
 
 
+def test_attention_is_recorded_only_when_asked(translator):
+    plain = translator.translate(SENTENCES)
+    asked = translator.translate(SENTENCES, return_attention=True)
+    for t, with_attention in zip(plain, asked):
+        assert t.attention == {}
+        assert t.target_tokens == with_attention.target_tokens
+        assert set(with_attention.attention) == {"encoder", "decoder", "cross"}
+
+
 def test_batched_equals_one_by_one(translator):
-    batched = translator.translate(SENTENCES)
+    batched = translator.translate(SENTENCES, return_attention=True)
     for sentence, together in zip(SENTENCES, batched):
-        alone = translator.translate(sentence)
+        alone = translator.translate(sentence, return_attention=True)
         assert alone.target_tokens == together.target_tokens
         np.testing.assert_allclose(
             alone.attention["cross"], together.attention["cross"], atol=1e-5
@@ -60,7 +69,7 @@ def test_batched_equals_one_by_one(translator):
 def test_empty_input_does_not_call_the_model(translator):
     translator._searches.clear()
     for text in ["", "   ", "\n\t"]:
-        t = translator.translate(text)
+        t = translator.translate(text, return_attention=True)
         assert t.text == "" and t.target_tokens == []
         assert t.attention["cross"].shape[2:] == (0, 0)
     assert translator._searches == {}
@@ -257,7 +266,9 @@ def test_bad_prefixes_are_clear_errors(translator):
 def test_scoring_the_greedy_output_reproduces_it(translator):
     # The tiny model never ends a translation: cut it short, and the score
     # adds the end piece (scored too) after the same pieces.
-    decoded = translator.translate("Where is the station?", top_k=3, max_length=12)
+    decoded = translator.translate(
+        "Where is the station?", top_k=3, max_length=12, return_attention=True
+    )
     scored = translator.score("Where is the station?", decoded.target_tokens, top_k=3)
     n = len(decoded.target_tokens)
     assert scored.target_tokens == decoded.target_tokens + ["</s>"]
@@ -404,7 +415,9 @@ def test_translations_own_their_attention(translator):
     # No view into the batch's buffers: a Translation keeps only its own.
     texts = ["Hi!", "I love you.", "Tom is here."]
     for beam_size in (1, 3):
-        for t in translator.translate(texts, beam_size=beam_size, n_best=beam_size):
+        for t in translator.translate(
+            texts, beam_size=beam_size, n_best=beam_size, return_attention=True
+        ):
             for hypothesis in [t] + t.n_best:
                 for array in hypothesis.attention.values():
                     assert array.base is None and array.flags.owndata
@@ -463,3 +476,15 @@ def test_a_prefix_with_characters_the_vocabulary_lacks_is_refused(translator):
         translator.translate(["Hi!"], prefix=["Hola ✈"])
     # A translation a person wrote is scored as it is: `<unk>` for those.
     assert "<unk>" in translator.score("Hi!", "Hola ✈").target_tokens
+
+
+def test_greedy_search_compiles_one_program_for_every_length_penalty(translator):
+    # Greedy decoding has no length penalty: it is not part of its key.
+    translator.translate("Hi there!", length_penalty=0.6)
+    programs = translator.compiled_programs
+    translator.translate("Hi there!", length_penalty=1.0)
+    translator.translate("Hi there!", length_penalty=0.0)
+    assert translator.compiled_programs == programs
+    translator.translate("Hi there!", beam_size=2, length_penalty=1.0)
+    translator.translate("Hi there!", beam_size=2, length_penalty=0.0)
+    assert translator.compiled_programs == programs + 2

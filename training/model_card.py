@@ -500,7 +500,7 @@ def model_card(metrics, name):
         "",
         f'translator = Translator.load("saved_models/{name}")',
         f'text = "{_first_example(metrics)}"',
-        "translation = translator.translate(text, beam_size=4)",
+        "translation = translator.translate(text, beam_size=4, return_attention=True)",
         "print(translation.text)",
         'translation.attention["cross"]  # (layers, heads, target, source)',
         "```",
