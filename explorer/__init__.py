@@ -120,5 +120,8 @@ def build_demo(translators, failures=None, model_cards=None):
     demo.explorer = views
     demo.api = api
     demo.service = service
-    demo.queue(default_concurrency_limit=4, max_size=64)
+    # No concurrency limit in the queue: `Service` runs one request per model
+    # at a time and bounds those waiting for each (MAX_WAITING_PER_MODEL),
+    # so that a busy model never holds the workers another model needs.
+    demo.queue(default_concurrency_limit=None, max_size=64)
     return demo

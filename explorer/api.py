@@ -8,7 +8,12 @@ descriptions are these docstrings, one line per argument).
 import numpy as np
 
 from explorer import exports, payload
-from explorer.service import friendly_errors, user_error
+from explorer.service import (
+    EMPTY_INPUT,
+    TRUNCATED_INPUT,
+    friendly_errors,
+    user_error,
+)
 from keras_mha import alignment
 from keras_mha.errors import InvalidArgumentError
 from keras_mha.translator import ATTENTION_KINDS
@@ -17,9 +22,9 @@ from keras_mha.translator import ATTENTION_KINDS
 def facts(translation, seconds, model, beam):
     """JSON-able facts about a translation (what `/translate` returns)."""
     if not translation.source_tokens:
-        message = "Empty input: type a sentence to translate."
+        message = EMPTY_INPUT
     elif translation.truncated:
-        message = "The input was too long: only its beginning was translated."
+        message = TRUNCATED_INPUT
     else:
         message = ""
     return {
@@ -65,10 +70,9 @@ def make_api(service):
             score, alternatives (one list of [piece, probability] per output
             piece, best first), prefix_length, truncated and a message.
         """
-        translation, seconds = service.translate(
+        translation, seconds, beam = service.translate(
             text, model, decoding, beam_size, top_k=top_k, prefix=prefix
         )
-        beam = service.beam_size(decoding, beam_size)
         return translation.text, facts(translation, seconds, model, beam)
 
     @friendly_errors
@@ -199,7 +203,7 @@ def make_api(service):
         if str(target or "").strip():
             translation, _ = service.score(source, target, model)
         else:
-            translation, _ = service.translate(source, model)
+            translation = service.translate(source, model).translation
         try:
             links = alignment.word_alignment(translation, method=str(method))
         except InvalidArgumentError as error:
@@ -231,7 +235,7 @@ def make_api(service):
         """
         if kind not in ATTENTION_KINDS:
             raise user_error(f"Unknown kind {kind!r}: one of {ATTENTION_KINDS}.")
-        translation, _ = service.translate(text, model)
+        translation = service.translate(text, model).translation
         weights, rows, cols = exports.head_view(translation, kind, merge=False)
         num_layers, num_heads = weights.shape[:2]
         if not (0 <= int(layer) < num_layers and 0 <= int(head) < num_heads):

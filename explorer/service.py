@@ -5,11 +5,14 @@ Every view and every API endpoint goes through `Service`, so that the same
 input gives the same answer and the same message wherever it comes from.
 """
 
+import collections
+import contextlib
 import functools
 import html
 import logging
 import threading
 import time
+import typing
 
 import gradio as gr
 
@@ -18,6 +21,14 @@ from keras_mha.tokens import EOS
 
 logger = logging.getLogger("explorer")
 
+# What a visitor reads about the input, wherever the request comes from.
+EMPTY_INPUT = "Type a sentence to translate first."
+TRUNCATED_INPUT = "The input was too long: only its beginning was translated."
+# Requests that may wait for one model (the one it is running included);
+# more are told that it is busy. Gradio's queue bounds no model on its own
+# (`explorer.build_demo` sets no concurrency limit), so that a model with
+# a queue never holds the workers that another model's requests need.
+MAX_WAITING_PER_MODEL = 8
 # Longer inputs are cut before tokenizing; the model keeps fewer pieces anyway.
 MAX_INPUT_CHARS = 10_000
 # The beam sizes offered: each is one compiled search per source length.
@@ -35,6 +46,14 @@ DECODINGS = ("greedy", "beam")
 ATTRIBUTION_METHODS = ("integrated_gradients", "grad_x_input")
 ATTRIBUTION_STEPS = 16  # Integrated gradients' steps unless asked otherwise.
 MAX_ATTRIBUTION_STEPS = 64
+
+
+class Answer(typing.NamedTuple):
+    """What `Service.translate` returns."""
+
+    translation: object  # keras_mha.Translation
+    seconds: float
+    beam_size: int  # The beam the search used (1: greedy).
 
 
 def user_error(message):
@@ -91,6 +110,26 @@ class Service:
         # One request per model at a time: decoding keeps the CPU busy anyway
         # and a translator's cache of compiled searches has a single writer.
         self.locks = {name: threading.Lock() for name in self.translators}
+        self._waiting = collections.Counter()
+        self._waiting_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def using(self, model):
+        """Holds `model`'s lock; refuses a request beyond
+        `MAX_WAITING_PER_MODEL` waiting for it (a visitor reads why)."""
+        with self._waiting_lock:
+            if self._waiting[model] >= MAX_WAITING_PER_MODEL:
+                raise user_error(
+                    f"The model {model} is busy with other requests; try again "
+                    "in a moment."
+                )
+            self._waiting[model] += 1
+        try:
+            with self.locks[model]:
+                yield
+        finally:
+            with self._waiting_lock:
+                self._waiting[model] -= 1
 
     def translator(self, model):
         if model not in self.translators:
@@ -127,7 +166,7 @@ class Service:
         disabled_heads=None,
         layer_predictions=0,
     ):
-        """Translates `text`; returns `(Translation, seconds)`.
+        """Translates `text`; returns an `Answer` (translation, seconds, beam).
 
         Args:
             text: the source text (cut to `MAX_INPUT_CHARS`).
@@ -153,7 +192,7 @@ class Service:
         text = str(text or "")
         start = time.perf_counter()
         try:
-            with self.locks[model]:
+            with self.using(model):
                 translation = translator.translate(
                     text[:MAX_INPUT_CHARS],
                     beam_size=beam,
@@ -170,7 +209,7 @@ class Service:
         for hypothesis in [translation, *translation.n_best]:
             _keep_top(hypothesis, top_k)
         translation.truncated |= len(text) > MAX_INPUT_CHARS
-        return translation, time.perf_counter() - start
+        return Answer(translation, time.perf_counter() - start, beam)
 
     @staticmethod
     def _prefix(prefix, translator):
@@ -204,12 +243,12 @@ class Service:
         else:
             target = str(target or "")[:MAX_INPUT_CHARS]
         if not source.strip():
-            raise user_error("Type a sentence to translate first.")
+            raise user_error(EMPTY_INPUT)
         if not (target.strip() if isinstance(target, str) else target):
             raise user_error("Type your translation to score it.")
         start = time.perf_counter()
         try:
-            with self.locks[model]:
+            with self.using(model):
                 translation = translator.score(
                     source[:MAX_INPUT_CHARS], target, top_k=MAX_TOP_K
                 )
@@ -238,14 +277,14 @@ class Service:
         steps = _integer(steps, "steps", 1, MAX_ATTRIBUTION_STEPS)
         source = str(source or "")[:MAX_INPUT_CHARS]
         if not source.strip():
-            raise user_error("Type a sentence to translate first.")
+            raise user_error(EMPTY_INPUT)
         if isinstance(target, (list, tuple)):
             target = [str(p) for p in target[: translator.model.max_length + 1]]
         else:
             target = str(target or "")[:MAX_INPUT_CHARS] or None
         start = time.perf_counter()
         try:
-            with self.locks[model]:
+            with self.using(model):
                 found = translator.attribute(source, target, method=method, steps=steps)
         except InvalidArgumentError as error:
             raise user_error(error) from error
@@ -265,13 +304,13 @@ class Service:
         translator = self.translator(model)
         source = str(source or "")[:MAX_INPUT_CHARS]
         if not source.strip():
-            raise user_error("Type a sentence to translate first.")
+            raise user_error(EMPTY_INPUT)
         layer = _integer(layer, "layer", 0, 10_000)
         head = _integer(head, "head", 0, 10_000)
         query = _integer(query, "query", 0, 10_000)
         start = time.perf_counter()
         if not isinstance(target, (list, tuple)) and not str(target or "").strip():
-            target = self.translate(source, model, top_k=0)[0].target_tokens
+            target = self.translate(source, model, top_k=0).translation.target_tokens
         if isinstance(target, (list, tuple)):
             # An output cut at `max_length` has no end piece: its pieces
             # but the last are what the decoder read.
@@ -282,7 +321,7 @@ class Service:
         ids = [[piece(p) for p in translation.source_tokens]]
         decoder = [[piece(p) for p in translation.decoder_input_tokens]]
         try:
-            with self.locks[model]:
+            with self.using(model):
                 stages = trace_head(
                     translator.model, ids, decoder, str(kind), layer, head, query
                 )

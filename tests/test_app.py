@@ -606,12 +606,12 @@ def test_a_broken_permalink_warns_and_serves_the_page(views, shared):
 
 # ------------------------------------------------------------ bad input
 def test_empty_input_gives_a_message(views, shared, demo):
-    with pytest.warns(UserWarning, match="Empty input"):  # gr.Warning's toast.
+    with pytest.warns(UserWarning, match="Type a sentence"):  # gr.Warning's toast.
         updates = views["translate"].translate("   ", TINY_MODEL, "greedy", 4)
     assert updates[shared.output] == "" and updates[shared.state] is None
-    assert updates[shared.payload] is None and "Empty input" in updates[shared.info]
+    assert updates[shared.payload] is None and "Type a sentence" in updates[shared.info]
     text, facts = demo.api["translate"]("", TINY_MODEL)
-    assert text == "" and "Empty input" in facts["message"]
+    assert text == "" and "Type a sentence" in facts["message"]
 
 
 def test_long_input_is_translated_with_a_notice(views, shared, demo):
@@ -763,7 +763,7 @@ def test_no_request_makes_the_server_compile_without_bound(demo):
 
 def test_a_translator_drops_its_programs_at_the_cap():
     translator = Translator.load(FIXTURE_MODELS / TINY_MODEL, max_programs=2)
-    for options in ({"return_attention": False}, {}, {"top_k": 3}):  # 3 searches.
+    for options in ({}, {"return_attention": True}, {"top_k": 3}):  # 3 searches.
         translator.translate("Hi!", **options)
     assert translator.compiled_programs == 1 and translator.programs_dropped == 2
     assert translator.translate("Hi!").text  # Still translates.

@@ -185,7 +185,7 @@ def test_unusual_input_is_answered(client, text):
     )
     assert isinstance(translation, str)
     if not text:
-        assert "Empty input" in facts["message"]
+        assert "Type a sentence" in facts["message"]
     if len(text) > 5000:
         assert facts["truncated"]
 

@@ -88,7 +88,7 @@ class AblationView:
                 kind, layer, head = str(value).split(":")
                 disabled[kind].append((int(layer), int(head)))
         request = state.request
-        translation, seconds = self.shared.service.translate(
+        translation, seconds, _ = self.shared.service.translate(
             request.text,
             request.model,
             request.decoding,

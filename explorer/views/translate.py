@@ -9,9 +9,11 @@ import gradio as gr
 from explorer import models, payload
 from explorer.service import (
     BEAM_SIZES,
+    EMPTY_INPUT,
     LAYER_PREDICTIONS,
     MAX_INPUT_CHARS,
     TOP_K,
+    TRUNCATED_INPUT,
     friendly_errors,
 )
 from explorer.state import ExplorerState, Request
@@ -141,17 +143,15 @@ class TranslateView:
     @friendly_errors
     def translate(self, text, model, decoding="greedy", beam_size=4):
         """Translate button: the translation and every view's new content."""
-        translation, seconds = self.shared.service.translate(
+        translation, seconds, beam = self.shared.service.translate(
             text, model, decoding, beam_size, layer_predictions=LAYER_PREDICTIONS
         )
-        beam = self.shared.service.beam_size(decoding, beam_size)
         if not translation.source_tokens:
-            message = "Empty input: type a sentence to translate."
-            gr.Warning(message)
-            return self.show(None, message)
+            gr.Warning(EMPTY_INPUT)
+            return self.show(None, EMPTY_INPUT)
         message = ""
         if translation.truncated:
-            message = "The input was too long: only its beginning was translated."
+            message = TRUNCATED_INPUT
             gr.Warning(message)
         request = Request(str(text or ""), model, decoding, beam, TOP_K)
         card = self.translators[model].card if model in self.translators else {}

@@ -55,14 +55,14 @@ class WhatIfView:
             forced, _ = service.score(request.text, prefix, request.model)
             forced.prefix_length = len(prefix)
         else:
-            forced, _ = service.translate(
+            forced = service.translate(
                 request.text,
                 request.model,
                 request.decoding,
                 request.beam_size,
                 top_k=TOP_K,
                 prefix=prefix,
-            )
+            ).translation
         return payload.whatif_payload(
             state.serial, state.translation, forced, step, piece
         )
