@@ -7,6 +7,7 @@ handlers promise about any translation: shapes, the payload against the
 that downloads are made only when asked for.
 """
 
+import hashlib
 import html
 import importlib
 import json
@@ -108,17 +109,23 @@ def test_the_demo_has_one_view_per_tab_and_public_endpoints(demo):
 
 
 def test_browser_views_load_the_renderer_once_from_an_allowed_path(demo):
+    from explorer.views import ASSETS, STATIC
+
     config = demo.get_config_file()
     views = [c for c in config["components"] if c["type"] == "html"]
     mounts = [v["props"]["js_on_load"] for v in views if v["props"].get("head")]
     assert len(mounts) >= 9
     heads = {v["props"]["head"] for v in views if v["props"].get("head")}
     assert len(heads) == 1  # The same tags: the browser loads them once.
-    urls = re.findall(r'(?:src|href)="gradio_api/file=([^"?]+)\?v=\w+"', heads.pop())
-    assert len(urls) == 3  # The renderers, the guided tour, the style sheet.
-    for url in urls:
-        path = pathlib.Path(url)
-        assert path.is_file() and path.parent.name == "static"
+    # The style sheet and every module but the entry (the import map).
+    urls = re.findall(r"gradio_api/file=([^\"?]+)\?v=\w+", heads.pop())
+    assert len(urls) == len(ASSETS) - 1
+    # Every view imports the same entry module.
+    entries = {re.search(r"gradio_api/file=([^\"?]+)\?v=", js)[1] for js in mounts}
+    assert entries == {"explorer/static/explorer.js"}
+    for url in urls + list(entries):
+        path = pathlib.Path(url).resolve()
+        assert path.is_file() and path.is_relative_to(STATIC)
     # The renderers that talk to the server name their events.
     assert any('"whatif"' in js for js in mounts)
     assert any('"pick"' in js for js in mounts)
@@ -190,8 +197,34 @@ def test_the_page_names_no_server_path(monkeypatch):
 
     monkeypatch.chdir(REPO_ROOT)
     head = views_lib.head_html()
-    assert "gradio_api/file=explorer/static/explorer.js?v=" in head
-    assert str(REPO_ROOT) not in head
+    view = views_lib.browser_view("attention", events=["export"])
+    assert "gradio_api/file=explorer/static/explorer.css?v=" in head
+    assert "gradio_api/file=explorer/static/explorer.js?v=" in view.js_on_load
+    assert str(REPO_ROOT) not in head + view.js_on_load
+
+
+def test_the_import_map_versions_every_module_the_entry_imports(monkeypatch):
+    from explorer import views as views_lib
+
+    monkeypatch.chdir(REPO_ROOT)
+    head = views_lib.head_html()
+    script = re.search(r"<script>(.*)</script>", head).group(1)
+    literal = re.search(r'textContent: ("(?:[^"\\]|\\.)*")', script).group(1)
+    imports = json.loads(json.loads(literal))["imports"]
+    # Every import of every module names a file the map versions: a new
+    # module that the map missed would be cached by its plain URL.
+    imported = set()
+    for path in views_lib.STATIC.rglob("*.js"):
+        for target in re.findall(r'^import .*"(\.[^"]+)";$', path.read_text(), re.M):
+            file = (path.parent / target).resolve().relative_to(views_lib.STATIC)
+            imported.add(file.as_posix())
+    assert "core/store.js" in imported and "views/lines.js" in imported
+    prefix = "./gradio_api/file=explorer/static/"
+    assert {prefix + name for name in imported} == set(imports)
+    for plain, hashed in imports.items():
+        digest = hashed.removeprefix(plain + "?v=")
+        data = (views_lib.STATIC / plain.removeprefix(prefix)).read_bytes()
+        assert digest == hashlib.sha1(data).hexdigest()[:10]
 
 
 def test_a_demo_without_models_still_builds_and_says_so():

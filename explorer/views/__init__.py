@@ -8,9 +8,21 @@ component to value. A view that depends on the translation has `resets`
 that one request updates every view.
 
 Views drawn in the browser are `gr.HTML` components that mount a renderer
-of `explorer/static/explorer.js` (`window.KMHA.mount(name, ...)`). The
-renderers share the payload the translation view receives and redraw from
-it on the client when the visitor switches heads, layers or steps.
+of the ES modules in `explorer/static/` (the entry `explorer.js` imports
+`core/*.js` and one module per view in `views/*.js`). The renderers share
+the payload the translation view receives and redraw from it on the client
+when the visitor switches heads, layers or steps.
+
+Loading: Gradio serves the folder (`gr.set_static_paths`) under
+`gradio_api/file=...`, where the modules' relative imports resolve. Each
+view's `js_on_load` imports the entry by its content-hashed URL and mounts
+once the import resolves (Gradio's `head` injector would load a
+`<script type="module">` as a classic script, and `js_on_load` may run
+before a deferred module, so the mount waits on the import itself). The
+other modules are imported by plain relative URLs; an import map, which the
+page's `head` adds, points each at its content-hashed URL, so that a
+changed file is fetched again (browsers that take no import map after the
+page's own modules load the plain URLs, which Gradio revalidates by ETag).
 """
 
 import dataclasses
@@ -22,33 +34,59 @@ import pathlib
 import gradio as gr
 
 STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
-ASSETS = ("explorer.js", "tour.js", "explorer.css")
+ENTRY = "explorer.js"  # The entry module: imports the core, the views, the tour.
+STYLE = "explorer.css"
+# Every file the page loads, relative to STATIC: the style sheet and the
+# modules.
+ASSETS = (
+    STYLE,
+    *sorted(p.relative_to(STATIC).as_posix() for p in STATIC.rglob("*.js")),
+)
 
 
-def _asset_url(name):
+def _asset_url(name, hashed=True):
     # Relative to the page, so that a root path or a proxy prefix still works;
     # the file relative to the server's working directory where it lies
     # inside it (Gradio resolves it there), so the page names no server
     # path; the content hash makes browsers fetch a changed file.
     path = STATIC / name
-    digest = hashlib.sha1(path.read_bytes()).hexdigest()[:10]
     cwd = pathlib.Path.cwd().resolve()
     if cwd in path.parents:
         path = pathlib.Path(os.path.relpath(path, cwd))
-    return f"gradio_api/file={path.as_posix()}?v={digest}"
+    url = f"gradio_api/file={path.as_posix()}"
+    if not hashed:
+        return url
+    digest = hashlib.sha1((STATIC / name).read_bytes()).hexdigest()[:10]
+    return f"{url}?v={digest}"
+
+
+def _import_map():
+    """`{plain URL: hashed URL}` of every module the entry imports (with
+    "./": an import map reads any other relative URL as a package name)."""
+    modules = [name for name in ASSETS if name.endswith(".js") and name != ENTRY]
+    return {
+        f"./{_asset_url(name, hashed=False)}": f"./{_asset_url(name)}"
+        for name in modules
+    }
 
 
 def head_html():
-    """`<head>` tags loading the renderer and its style sheet (each once)."""
+    """`<head>` tags: the style sheet, and a script that adds the modules'
+    import map (each once: Gradio skips a tag the page already has)."""
+    imports = json.dumps({"imports": _import_map()})
+    # Gradio re-creates a head `<script>` without its type, so the map is
+    # added by a classic script. `<` escaped: nothing closes the tag early.
+    add_map = (
+        'document.head.append(Object.assign(document.createElement("script"), '
+        f'{{type: "importmap", textContent: {json.dumps(imports)}}}));'
+    ).replace("<", "\\u003c")
     return (
-        f'<link rel="stylesheet" href="{_asset_url("explorer.css")}">'
-        f'<script src="{_asset_url("explorer.js")}"></script>'
-        f'<script src="{_asset_url("tour.js")}"></script>'
+        f'<link rel="stylesheet" href="{_asset_url(STYLE)}"><script>{add_map}</script>'
     )
 
 
 def browser_view(name, events=(), value=None, elem_id=None, **kwargs):
-    """A `gr.HTML` drawn by the renderer `name` of `explorer.js`.
+    """A `gr.HTML` drawn by the renderer `name` (`explorer/static/views/`).
 
     Args:
         name: the renderer, e.g. "attention".
@@ -60,12 +98,16 @@ def browser_view(name, events=(), value=None, elem_id=None, **kwargs):
         f"{json.dumps(event)}: (data) => trigger({json.dumps(event)}, data)"
         for event in events
     )
+    # Against the page's base URL, as a `<script src>` would be: Gradio runs
+    # this code from its own module, against whose URL `import()` would
+    # otherwise resolve it.
     return gr.HTML(
         value,
         html_template=f'<div class="kmha-root" data-view="{name}"></div>',
         js_on_load=(
-            f"window.KMHA.mount({json.dumps(name)}, element, props, watch, "
-            f"{{{emitters}}});"
+            f"import(new URL({json.dumps(_asset_url(ENTRY))}, document.baseURI))"
+            f".then((kmha) => kmha.mount({json.dumps(name)}, element, props, "
+            f"watch, {{{emitters}}}));"
         ),
         head=head_html(),
         elem_id=elem_id or f"view-{name}",
