@@ -356,3 +356,145 @@ def test_how_a_head_works_draws_the_attention_row(url, page, screenshots):
         " return q && q.value === '2' && note && note.textContent.includes('query'); }"
     )
     page.locator("#view-head").screenshot(path=str(screenshots / "head.png"))
+
+
+def test_token_lines_are_built_once_and_follow_the_hovered_token(url, page):
+    open_page(page, url)
+    p = translate(page, "Where is the train station?")
+    page.get_by_role("tab", name="Token lines").click()
+    wait_drawn(page, "lines", p["serial"])
+    view = page.locator("#view-lines")
+    lines = view.locator("svg.kmha-lines line")
+    count = lines.count()
+    assert count > 0
+    # Each line node marked: one built again would come without its mark.
+    lines.evaluate_all("lines => lines.forEach((line, i) => (line.kmhaMark = i))")
+    same_nodes = "lines => lines.every((line, i) => line.kmhaMark === i)"
+    shown = view.locator('svg.kmha-lines line:not([display="none"])')
+
+    view.locator('.kmha-token[data-side="left"]').nth(1).hover()
+    rows = shown.evaluate_all("lines => [...new Set(lines.map(l => l.dataset.row))]")
+    assert rows == ["1"]  # Only the lines of the hovered query.
+    view.locator('.kmha-token[data-side="right"]').nth(2).hover()
+    cols = shown.evaluate_all("lines => [...new Set(lines.map(l => l.dataset.col))]")
+    assert cols == ["2"]
+    page.mouse.move(0, 0)
+    assert shown.count() == count
+    assert lines.count() == count and lines.evaluate_all(same_nodes)
+    # A head switched off hides its lines; none is rebuilt.
+    view.locator(".kmha-swatch", has_text="H0").click()
+    assert view.locator('g[data-head="0"]').get_attribute("display") == "none"
+    assert lines.count() == count and lines.evaluate_all(same_nodes)
+
+
+def step_of(page):
+    return int(page.locator("#view-steps .kmha-root").get_attribute("data-step"))
+
+
+def wait_step_beyond(page, step):
+    page.wait_for_function(
+        "s => Number(document.querySelector('#view-steps .kmha-root')"
+        ".dataset.step) > s",
+        arg=step,
+    )
+
+
+def test_the_step_player_stops_when_hidden_replaced_or_retranslated(url, page):
+    open_page(page, url)
+    p = translate(page, SENTENCE)
+    assert len(p["tokens"]["target"]) >= 4
+    page.get_by_role("tab", name="Step by step").click()
+    wait_drawn(page, "steps", p["serial"])
+    play = page.locator("#step-play")
+    root = "document.querySelector('#view-steps .kmha-root')"
+
+    # Another tab: the player stops, and stays stopped when shown again.
+    play.click()
+    wait_step_beyond(page, 0)
+    page.get_by_role("tab", name="Attention").click()
+    page.wait_for_function(f"{root}.offsetParent === null")
+    step = step_of(page)
+    page.wait_for_timeout(2000)  # Two periods of the player.
+    assert step_of(page) == step
+    page.get_by_role("tab", name="Step by step").click()
+    assert play.inner_text() == "▶ play"
+    page.wait_for_timeout(1000)
+    assert step_of(page) == step
+
+    # Its element taken out of the page (as when Gradio renders it again).
+    page.locator("#step-slider").fill("0")
+    play.click()
+    wait_step_beyond(page, 0)
+    step = page.evaluate(
+        f"() => {{ window.kmhaSteps = {root}; window.kmhaParent = kmhaSteps.parentNode;"
+        " kmhaSteps.remove(); return Number(kmhaSteps.dataset.step); }"
+    )
+    page.wait_for_timeout(2000)
+    assert page.evaluate("() => Number(kmhaSteps.dataset.step)") == step
+    page.evaluate("() => kmhaParent.append(kmhaSteps)")
+
+    # A new translation: back to the first step, not playing.
+    play.click()
+    wait_step_beyond(page, step)
+    translate(page, SENTENCE)
+    assert step_of(page) == 0
+    page.wait_for_timeout(2000)
+    assert step_of(page) == 0 and play.inner_text() == "▶ play"
+
+
+# The server's answers to `view` are held back until released, as a slow
+# network would (the view gets them when `kmhaRelease()` is called).
+HOLD_ANSWERS = """name => {
+    const view = window.KMHA.store.views.find((v) => v.name === name);
+    const setValue = view.setValue;
+    window.kmhaHeld = [];
+    view.setValue = function (value) {
+        if (value) window.kmhaHeld.push(() => setValue.call(this, value));
+        else setValue.call(this, value);
+    };
+    window.kmhaRelease = () => window.kmhaHeld.splice(0).forEach((f) => f());
+}"""
+
+
+def answer_held(page):
+    page.wait_for_function("window.kmhaHeld.length === 1")
+
+
+def test_a_late_what_if_or_score_is_not_drawn_over_a_newer_translation(url, page):
+    open_page(page, url)
+    p = translate(page, SENTENCE)
+    page.get_by_role("tab", name="Step by step").click()
+    wait_drawn(page, "steps", p["serial"])
+    page.wait_for_function("window.KMHA.store.views.some(v => v.name === 'whatif')")
+    page.evaluate(HOLD_ANSWERS, "whatif")
+    candidates = page.locator("#step-candidates .kmha-candidate:not(.chosen)")
+    # In time: drawn.
+    candidates.nth(0).click()
+    answer_held(page)
+    page.evaluate("() => kmhaRelease()")
+    page.locator("#whatif-forced").wait_for()
+    assert drawn(page, "whatif").startswith(f"{p['serial']}:")
+    # Late: the answer to the old translation arrives after the new one.
+    # (Another candidate: Gradio passes on no value equal to the last.)
+    candidates.nth(1).click()
+    answer_held(page)
+    translate(page, SENTENCE)
+    page.evaluate("() => kmhaRelease()")
+    assert drawn(page, "whatif") == ""
+    assert page.locator("#whatif-forced").count() == 0
+
+    page.get_by_role("tab", name="Score your translation").click()
+    page.wait_for_function("window.KMHA.store.views.some(v => v.name === 'score')")
+    page.evaluate(HOLD_ANSWERS, "score")
+    page.locator("#own-translation textarea").fill("¿Dónde está la estación?")
+    page.locator("#score").click()
+    answer_held(page)
+    page.evaluate("() => kmhaRelease()")
+    page.locator("#score-chips .kmha-chip").first.wait_for()
+    page.locator("#own-translation textarea").fill("¿Dónde está el tren?")
+    page.locator("#score").click()
+    answer_held(page)
+    translate(page, SENTENCE)
+    page.evaluate("() => kmhaRelease()")
+    assert drawn(page, "score") == ""
+    assert page.locator("#score-chips .kmha-chip").count() == 0
