@@ -1,13 +1,18 @@
 """Watch a Transformer translate: `python app.py`, then open
 http://127.0.0.1:7860.
 
-Loads every folder of `saved_models/` (or `$KERAS_MHA_MODELS_DIR`) that holds
-a `model.keras`, compiles the default model's searches for the common shapes
-so that the first visitor waits no longer than the next, launches the page
-that `explorer.build_demo` builds, and compiles the rest (the other models,
-longer sources) in the background. On JAX, compiled searches are kept in a
-persistent cache (`$KERAS_MHA_JAX_CACHE`, default `~/.cache/keras-mha/jax`),
-so that a restart compiles nothing.
+Offers every folder of `saved_models/` (or `$KERAS_MHA_MODELS_DIR`) that
+holds a `model.keras`: their cards are read at once and the page that
+`explorer.build_demo` builds is served, while a background thread loads the
+default model and compiles its searches for the common shapes first, then
+the other models and longer sources. A request for a model that is not
+ready waits for it (it holds the model's lock); the page says which models
+are still warming up. On JAX, compiled searches are kept in a persistent
+cache (`$KERAS_MHA_JAX_CACHE`, default `~/.cache/keras-mha/jax`), so that a
+restart compiles nothing.
+
+The log says where the start-up time went: `startup: imports ...`, then one
+`warm-up: <model> loaded in ... compiled in ...` line per model.
 """
 
 import logging
@@ -37,40 +42,47 @@ def enable_compilation_cache():
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def warm_up_in_background(service, names):
-    start = time.perf_counter()
-    service.warm_up(names)
+def warm_up_in_background(service, names, started):
+    for name in names:
+        timing = service.warm_up([name], source_lengths=(16,))[name]
+        logger.info(
+            "warm-up: %s loaded in %.2f s, compiled in %.2f s (%.2f s after start)",
+            name,
+            timing["load_seconds"],
+            timing["compile_seconds"],
+            time.perf_counter() - started,
+        )
+    # Then the longer sources, model by model.
+    service.warm_up(names, source_lengths=(32,))
     logger.info(
-        "%s: warm-up finished in the background in %.1f s",
-        ", ".join(dict.fromkeys(names)),
-        time.perf_counter() - start,
+        "warm-up finished in the background (%.1f s after start)",
+        time.perf_counter() - started,
     )
 
 
-def main():
+def main(started=None):
+    started = started or time.perf_counter()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     enable_compilation_cache()
     from explorer import LAUNCH_OPTIONS, build_demo, load_models, read_model_cards
     from explorer.models import default_model
 
-    start = time.perf_counter()
-    translators, failures = load_models(MODELS_DIR)
+    imported = time.perf_counter()
+    translators, failures = load_models(MODELS_DIR, lazy=True)
     demo = build_demo(translators, failures, read_model_cards(MODELS_DIR, translators))
     first = default_model(translators)
-    if first:  # Sentences of up to 16 pieces: most of what visitors type.
-        demo.service.warm_up([first], source_lengths=(16,))
     logger.info(
-        "%d model(s) loaded, %s warmed up, in %.1f s",
+        "startup: imports %.2f s, page built %.2f s (%d model(s) found, %s first)",
+        imported - started,
+        time.perf_counter() - imported,
         len(translators),
         first,
-        time.perf_counter() - start,
     )
-    # The rest meanwhile: the other models, then longer sources. A request
-    # that needs one of them waits for its warm-up (it holds the model's
-    # lock), as it would have waited to compile.
-    rest = [name for name in translators if name != first] + [first] * bool(first)
+    # The default model first: a request that comes before its warm-up has
+    # finished waits for it, as it would have waited to compile.
+    order = [first] * bool(first) + [name for name in translators if name != first]
     threading.Thread(
-        target=warm_up_in_background, args=(demo.service, rest), daemon=True
+        target=warm_up_in_background, args=(demo.service, order, started), daemon=True
     ).start()
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), **LAUNCH_OPTIONS
@@ -78,4 +90,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(time.perf_counter())

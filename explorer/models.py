@@ -5,8 +5,12 @@ A model is a folder holding `model.keras`, `spm.model` and optionally
 `model_card.md`.
 """
 
+import json
 import logging
 import pathlib
+import threading
+import time
+import zipfile
 
 from keras_mha import Translator
 
@@ -47,8 +51,66 @@ EXAMPLES = {
 }
 
 
-def load_models(models_dir):
+class LazyTranslator:
+    """A model folder whose card is read at once and whose `Translator` is
+    loaded when first used: any attribute but `name`, `card` and `folder`
+    loads it (once, from any thread; the others wait for it), so that the
+    page can be served before every model is in memory.
+
+    Args:
+        folder: the model folder.
+        max_programs: as `Translator`.
+    """
+
+    def __init__(self, folder, max_programs=MAX_PROGRAMS):
+        self.folder = pathlib.Path(folder)
+        self.name = self.folder.name
+        self.max_programs = max_programs
+        card = self.folder / "metrics.json"
+        self.card = (
+            json.loads(card.read_text(encoding="utf-8")) if card.is_file() else {}
+        )
+        self.load_seconds = None
+        self._translator = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self):
+        return self._translator is not None
+
+    def load(self):
+        """The `Translator`, loaded on the first call."""
+        with self._lock:
+            if self._translator is None:
+                start = time.perf_counter()
+                self._translator = Translator.load(self.folder, self.max_programs)
+                self.load_seconds = time.perf_counter() - start
+        return self._translator
+
+    def __getattr__(self, name):  # Only for what the proxy itself lacks.
+        if name.startswith("__") or name in ("_translator", "_lock"):
+            raise AttributeError(name)
+        return getattr(self.load(), name)
+
+
+def _check_folder(folder):
+    """Raises unless the folder's files can be read as a model's (cheaply:
+    `model.keras` is a zip archive, `spm.model` a file, the card JSON)."""
+    if not zipfile.is_zipfile(folder / "model.keras"):
+        raise ValueError("model.keras is not a Keras archive")
+    if not (folder / "spm.model").is_file():
+        raise FileNotFoundError("missing spm.model")
+    if (folder / "metrics.json").is_file():
+        json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+
+
+def load_models(models_dir, lazy=False):
     """Loads each sub-folder of `models_dir` that holds a `model.keras`.
+
+    Args:
+        models_dir: the folder of model folders.
+        lazy: return `LazyTranslator`s, each loaded when first used, for
+            the folders that pass a cheap check of their files.
 
     Returns:
         `({name: Translator}, {name: reason})`: the loaded models and the
@@ -65,7 +127,11 @@ def load_models(models_dir):
     translators, failures = {}, {}
     for folder in folders:
         try:
-            translators[folder.name] = Translator.load(folder, MAX_PROGRAMS)
+            if lazy:
+                _check_folder(folder)
+                translators[folder.name] = LazyTranslator(folder, MAX_PROGRAMS)
+            else:
+                translators[folder.name] = Translator.load(folder, MAX_PROGRAMS)
         except Exception as error:  # Any broken file: report it, keep going.
             logger.exception("Could not load the model in %s", folder)
             failures[folder.name] = (

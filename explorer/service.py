@@ -16,6 +16,7 @@ import typing
 
 import gradio as gr
 
+from explorer.models import LazyTranslator
 from keras_mha.errors import InvalidArgumentError
 from keras_mha.tokens import EOS
 
@@ -112,6 +113,7 @@ class Service:
         self.locks = {name: threading.Lock() for name in self.translators}
         self._waiting = collections.Counter()
         self._waiting_lock = threading.Lock()
+        self.warm = set()  # Models whose warm-up has finished.
 
     @contextlib.contextmanager
     def using(self, model):
@@ -330,14 +332,35 @@ class Service:
         return stages, translation, time.perf_counter() - start
 
     def warm_up(self, names=None, source_lengths=(16, 32), beam_size=4):
-        """Compiles what the app runs (greedy for sources of up to
-        `source_lengths` pieces, beam search and scoring for the shortest)
-        for the models `names` (default: all), before their first request."""
+        """Loads and compiles what the app runs for the models `names`
+        (default: all), before their first request: the Translate view's
+        greedy request for sources of up to `source_lengths` pieces, then
+        beam search and scoring for the shortest. Each goes through the
+        request path, so that exactly the programs requests use are compiled.
+
+        Returns:
+            `{name: {"load_seconds", "compile_seconds"}}`.
+        """
+        timings = {}
         for name in self.translators if names is None else names:
-            with self.locks[name]:
-                self.translators[name].warmup(
-                    source_lengths=source_lengths, top_k=MAX_TOP_K
-                )
+            translator = self.translators[name]
+            start = time.perf_counter()
+            if isinstance(translator, LazyTranslator):
+                translator.load()
+            loaded = time.perf_counter()
+            for length in source_lengths:
+                text = "a " * (length - 2)
+                self.translate(text, name, layer_predictions=LAYER_PREDICTIONS)
             text = "a " * (min(source_lengths) - 2)
             self.translate(text, name, "beam", beam_size)
             self.score(text, text, name)
+            self.warm.add(name)
+            timings[name] = {
+                "load_seconds": round(loaded - start, 2),
+                "compile_seconds": round(time.perf_counter() - loaded, 2),
+            }
+        return timings
+
+    def warming(self):
+        """The models not warmed up yet, in menu order."""
+        return [name for name in self.translators if name not in self.warm]

@@ -174,6 +174,45 @@ def test_domains_examples_and_the_default_model():
     assert models.default_model({}) is None
 
 
+def test_lazy_models_are_offered_from_their_cards_and_loaded_when_first_used(
+    tmp_path,
+):
+    from explorer import build_demo
+
+    shutil.copytree(FIXTURE_MODELS / TINY_MODEL, tmp_path / "good")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.keras").write_bytes(b"not a zip file")
+    translators, failures = models.load_models(tmp_path, lazy=True)
+    assert list(translators) == ["good"] and list(failures) == ["broken"]
+    assert str(tmp_path) not in failures["broken"]
+    good = translators["good"]
+    assert not good.loaded and good.card["dataset"] == "spa-eng"
+    demo = build_demo(translators)
+    view = demo.explorer["translate"]
+    assert not good.loaded  # The page is built from the card alone.
+    assert "Still warming up" in view.domain("good")
+    timings = demo.service.warm_up(["good"], source_lengths=(16,))
+    assert good.loaded and set(timings["good"]) == {"load_seconds", "compile_seconds"}
+    assert demo.service.warming() == []
+    assert "Still warming up" not in view.domain("good")
+    # The warm-up compiled what the Translate button runs for a short input.
+    programs = good.compiled_programs
+    view.translate("I love you.", "good", "greedy", 4)
+    assert good.compiled_programs == programs
+
+
+def test_a_request_before_the_warm_up_loads_its_model(tmp_path):
+    from explorer import build_demo
+
+    shutil.copytree(FIXTURE_MODELS / TINY_MODEL, tmp_path / "good")
+    translators, _ = models.load_models(tmp_path, lazy=True)
+    demo = build_demo(translators)
+    _, facts = demo.api["translate"]("I love you.", "good")
+    assert translators["good"].loaded and facts["target_tokens"]
+    assert demo.service.warming() == ["good"]  # Loaded, not warmed up.
+
+
 def test_a_corrupt_model_folder_is_reported_and_the_others_load(tmp_path):
     shutil.copytree(FIXTURE_MODELS / TINY_MODEL, tmp_path / "good")
     broken = tmp_path / "broken"

@@ -49,7 +49,7 @@ class TranslateView:
         self.model_cards = model_cards or {}
         self.dependents = []
         choices = [(models.model_label(t), name) for name, t in translators.items()]
-        default = models.default_model(translators)
+        default = self.default = models.default_model(translators)
         if failures or not translators:
             lines = [
                 f"- `{html.escape(name)}`: {html.escape(reason)}"
@@ -120,7 +120,15 @@ class TranslateView:
     # ------------------------------------------------------------ handlers
     def domain(self, model):
         translator = self.translators.get(model)
-        return models.domain_markdown(translator) if translator else ""
+        if not translator:
+            return ""
+        text = models.domain_markdown(translator)
+        if model in self.shared.service.warming():
+            text += (
+                "  \n*Still warming up (loading and compiling): its first "
+                "translation may take a few seconds.*"
+            )
+        return text
 
     def samples(self, model):
         translator = self.translators.get(model)
@@ -179,6 +187,9 @@ class TranslateView:
         model = params.get("model")
         text = params.get("text", "")
         updates = {self.source: gr.update()}  # Named updates, maybe none.
+        shown = model if model in self.translators else self.default
+        if shown:  # Whether it is still warming up, as of this visit.
+            updates[self.model_info] = self.domain(shown)
         if model in self.translators:
             updates[self.model] = model
             updates.update(self.choose_model(model))
