@@ -178,13 +178,53 @@ def throughput(load, sources, settings):
         result["top_k_cost"] = round(result["warm_top_k"] / result["warm"], 3)
     beam_sources = sources[: settings.beam_sources]
     beam = dict(beam_size=settings.beam_size, return_attention=False, batch_size=batch)
-    translator.translate(beam_sources, **beam)  # Compile, untimed.
+    beam_translations = translator.translate(beam_sources, **beam)  # Compile.
+    with_attention = dict(beam, return_attention=True)
+    translator.translate(beam_sources, **with_attention)  # Compile, untimed.
     result["beam"] = {
         "sentences": len(beam_sources),
         "beam_size": settings.beam_size,
         "warm": round(_timed(lambda: translator.translate(beam_sources, **beam))[0], 3),
+        "warm_attention": round(
+            _timed(lambda: translator.translate(beam_sources, **with_attention))[0], 3
+        ),
     }
+    result["limit"] = limit(translator, translations, beam_translations, result)
     return result
+
+
+def limit(translator, greedy, beam, result):
+    """Each warm pass's time / the time its matmul FLOPs need at the fp32
+    matmul rate measured now, in this process (`benchmarks.roofline`)."""
+    from benchmarks import roofline
+
+    model = translator.model
+
+    def flops(translations, beam_size):
+        return sum(
+            roofline.translation_flops(
+                model, len(t.source_tokens), len(t.target_tokens), beam_size
+            )
+            for t in translations
+        )
+
+    rate = roofline.matmul_rate()
+    greedy_flops = flops(greedy, 1)
+    beam_flops = flops(beam, result["beam"]["beam_size"])
+    out = {
+        "matmul_gflop_per_second": round(rate / 1e9, 1),
+        "greedy_gflop": round(greedy_flops / 1e9, 2),
+        "beam_gflop": round(beam_flops / 1e9, 2),
+    }
+    for name, seconds, work in (
+        ("greedy", result["warm"], greedy_flops),
+        ("greedy_attention", result["warm_attention"], greedy_flops),
+        ("beam", result["beam"]["warm"], beam_flops),
+        ("beam_attention", result["beam"]["warm_attention"], beam_flops),
+    ):
+        out[f"{name}_limit_seconds"] = round(work / rate, 3)
+        out[f"{name}_over_limit"] = round(seconds / (work / rate), 2)
+    return out
 
 
 def latency(translator, sentence, settings):
@@ -256,6 +296,38 @@ METRICS = (
     ("(b) top_k=5 / plain", "throughput.top_k_cost", "<= 1.10", 3),
     ("(b) greedy, warm, sentences/s", "throughput.sentences_per_second", "", 1),
     ("(b) beam, warm, s", "throughput.beam.warm", "", 2),
+    ("(b) beam, warm, attention, s", "throughput.beam.warm_attention", "", 2),
+    (
+        "limit: fp32 matmul rate, GFLOP/s",
+        "throughput.limit.matmul_gflop_per_second",
+        "",
+        1,
+    ),
+    ("limit: greedy matmul work, GFLOP", "throughput.limit.greedy_gflop", "", 1),
+    (
+        "limit: greedy, time / limit",
+        "throughput.limit.greedy_over_limit",
+        "<= 2 jax, <= 3 tf",
+        2,
+    ),
+    (
+        "limit: greedy + attention, time / limit",
+        "throughput.limit.greedy_attention_over_limit",
+        "",
+        2,
+    ),
+    (
+        "limit: beam, time / limit",
+        "throughput.limit.beam_over_limit",
+        "<= 3 jax, <= 4 tf",
+        2,
+    ),
+    (
+        "limit: beam + attention, time / limit",
+        "throughput.limit.beam_attention_over_limit",
+        "",
+        2,
+    ),
     ("(a) uncached (eager), ms/sentence", "cache.uncached.ms_per_sentence", "", 1),
     ("(a) cached greedy, ms/sentence", "cache.cached.ms_per_sentence", "", 1),
     ("(a) speed-up cached vs uncached", "cache.speedup", ">= 3", 2),

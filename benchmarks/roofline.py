@@ -1,0 +1,90 @@
+"""The machine's limit for a workload: the matrix-multiply FLOPs a model
+needs, and the fp32 matmul rate this backend reaches in this process.
+
+`translation_flops` counts the multiply-adds (2 FLOPs each) of every matmul
+of a `keras_mha.Transformer` for the pieces a translation actually reads and
+writes: the encoder over the S source pieces, the cross-attention keys and
+values projected once, and for each of the T output pieces (the end piece
+included) the decoder's self- and cross-attention (projections, q·k over
+the keys so far, the weighted sum of v), its feed-forward block and the
+output projection to the V-piece vocabulary. Beam search extends K
+hypotheses: its decoder and output terms count K rows for as many steps as
+the chosen output has (a lower bound: no search of K hypotheses does less).
+Softmax, normalisation and element-wise work are not counted: they are
+memory-bound and small beside the matmuls at these sizes.
+
+`matmul_rate` times a compiled fp32 matmul of 256-wide operands (the
+model's width) on the active Keras backend, the best of several runs, so
+that `seconds / (flops / rate)` says how far a measured time is from what
+the matmuls alone would need at that rate in the same process.
+"""
+
+import time
+
+import numpy as np
+
+
+def translation_flops(model, source_pieces, output_pieces, beam_size=1):
+    """Matmul FLOPs of one translation (see the module docstring).
+
+    Args:
+        model: a `keras_mha.Transformer` (its sizes only).
+        source_pieces: S, source pieces the encoder reads.
+        output_pieces: T, output pieces written, the end piece included.
+        beam_size: K, hypotheses extended at every step.
+    """
+    D, F = model.hidden_dim, model.intermediate_dim
+    V = model.target_vocabulary_size
+    S, T, K = int(source_pieces), int(output_pieces), int(beam_size)
+    projections = 4 * 2 * D * D  # q, k, v and the output W_O, per token.
+    feed_forward = 2 * 2 * D * F
+    encoder = model.num_encoder_layers * (
+        S * (projections + feed_forward) + 2 * 2 * S * S * D
+    )
+    # Per decoder layer: cross-attention keys and values once per source
+    # piece, then per output piece t (1..T) self-attention over t keys and
+    # cross-attention over S.
+    per_step = projections + 2 * 2 * D * D + feed_forward + 2 * 2 * S * D
+    self_attention = 2 * 2 * D * T * (T + 1) // 2
+    decoder = model.num_decoder_layers * (
+        S * 2 * 2 * D * D + K * (T * per_step + self_attention)
+    )
+    output = K * T * 2 * D * V
+    return encoder + decoder + output
+
+
+def matmul_rate(rows=4096, width=256, columns=1024, repeats=20):
+    """fp32 FLOP/s of a compiled `(rows, width) @ (width, columns)` matmul on
+    the active Keras backend, the best of `repeats` timed runs (after one
+    untimed run that compiles it)."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((rows, width)).astype("float32")
+    b = rng.standard_normal((width, columns)).astype("float32")
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        fn = jax.jit(lambda x, y: x @ y)
+        a, b = jax.device_put(a), jax.device_put(b)
+
+        def run():
+            fn(a, b).block_until_ready()
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        fn = tf.function(tf.matmul)
+        a, b = tf.constant(a), tf.constant(b)
+
+        def run():
+            fn(a, b).numpy()
+    else:
+        raise ValueError(f"No compiled matmul for backend {backend!r}")
+    run()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return 2 * rows * width * columns / best
