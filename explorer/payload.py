@@ -312,6 +312,22 @@ def score_payload(serial, scored, model_translation=None):
     }
 
 
+def importance_payload(serial, drops, seconds=None):
+    """Each head's importance by ablation for the browser: one entry per
+    head, the drop in the translation's log-probability (nats) when it is
+    switched off."""
+    return {
+        "serial": serial,
+        "seconds": None if seconds is None else round(seconds, 3),
+        "score": round(float(drops["score"]), 4),
+        "heads": [
+            {"kind": kind, "layer": layer, "head": head, "drop": round(float(d), 4)}
+            for kind in ATTENTION_KINDS
+            for (layer, head), d in np.ndenumerate(drops[kind])
+        ],
+    }
+
+
 def attribution_payload(serial, found, seconds=None):
     """An `Attribution` for the browser: per output piece, the contribution
     of every source piece and every decoder input (absolute, as shares of

@@ -259,6 +259,26 @@ class Service:
         _keep_top(translation, top_k)
         return translation, time.perf_counter() - start
 
+    def head_importance(self, source, target, model):
+        """Each head's importance by ablation for `source` and its
+        translation `target` (pieces): `(drops, seconds)`, as
+        `keras_mha.head_importance.head_importance`."""
+        from keras_mha.head_importance import head_importance
+
+        translator = self.translator(model)
+        source = str(source or "")[:MAX_INPUT_CHARS]
+        if not source.strip():
+            raise user_error(EMPTY_INPUT)
+        pieces = [str(p) for p in target if p != EOS]
+        pieces = pieces[: translator.model.max_length - 1]
+        start = time.perf_counter()
+        try:
+            with self.using(model):
+                drops = head_importance(translator, source, pieces)
+        except InvalidArgumentError as error:
+            raise user_error(error) from error
+        return drops, time.perf_counter() - start
+
     def attribute(self, source, target, model, method, steps=ATTRIBUTION_STEPS):
         """What each source and prefix piece contributed to each piece of
         `target` (text or pieces; empty: the model's own translation).

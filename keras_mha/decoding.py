@@ -667,6 +667,7 @@ def teacher_forced_scores(
     top_k=0,
     return_attention=True,
     layer_predictions=0,
+    head_masks=None,
 ):
     """Scores given outputs in one teacher-forced pass of the whole model.
 
@@ -680,6 +681,7 @@ def teacher_forced_scores(
         return_attention: bool.
         layer_predictions: int k, the k pieces that each decoder layer's
             output predicts through `model.logits` (logit lens; 0: none).
+        head_masks: optional dict of `(N, H)` head multipliers per kind.
 
     Returns:
         A dict: `"log_probs"` `(B, T)` log-probability of each label (0 at
@@ -694,6 +696,7 @@ def teacher_forced_scores(
         inputs,
         return_attention_scores=return_attention,
         return_hidden_states=bool(layer_predictions),
+        head_masks=head_masks,
     )
     logits = outputs["logits"] if isinstance(outputs, dict) else outputs
     log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)  # (B, T, V)

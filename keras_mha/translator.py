@@ -243,12 +243,13 @@ class Translator:
         key = ("score", top_k, return_attention, layer_predictions)
         if key not in self._searches:
 
-            def score(model, encoder_inputs, decoder_inputs, labels):
+            def score(model, encoder_inputs, decoder_inputs, labels, head_masks):
                 return teacher_forced_scores(
                     model,
                     encoder_inputs,
                     decoder_inputs,
                     labels,
+                    head_masks=head_masks,
                     top_k=top_k,
                     return_attention=return_attention,
                     layer_predictions=layer_predictions,
@@ -708,6 +709,7 @@ class Translator:
         return_attention=True,
         batch_size=64,
         layer_predictions=0,
+        disabled_heads=None,
     ):
         """Scores a given translation of `source` in one teacher-forced pass.
 
@@ -724,6 +726,7 @@ class Translator:
                 pieces each decoder layer's output would predict through the
                 final normalisation and the output projection (logit lens),
                 in `Translation.layer_predictions`.
+            disabled_heads: heads whose output is zeroed, as in `translate`.
 
         Returns:
             A `Translation` (a list for a list of sources) whose `text` and
@@ -742,6 +745,7 @@ class Translator:
                 return_attention,
                 batch_size,
                 layer_predictions,
+                disabled_heads,
             )[0]
         targets = list(target)
         if len(targets) != len(source):
@@ -764,10 +768,11 @@ class Translator:
                 )
             items.append((ids, truncated, labels))
         scorer = self._scorer(top_k, bool(return_attention), layer_predictions)
+        head_masks = self._head_masks(disabled_heads)
         results = []
         for start in range(0, len(items), batch_size):
             batch = items[start : start + batch_size]
-            out = self._run_scorer(scorer, batch)
+            out = self._run_scorer(scorer, batch, head_masks)
             for row, (ids, truncated, labels) in enumerate(batch):
                 S, T = len(ids), len(labels)
                 attention = {}
@@ -804,7 +809,7 @@ class Translator:
                 results.append(translation)
         return results
 
-    def _run_scorer(self, scorer, batch):
+    def _run_scorer(self, scorer, batch, head_masks):
         """Pads one batch of `(ids, truncated, labels)` and runs `scorer`."""
         (source, decoder_inputs, labels), _ = self._pad_batch(
             [
@@ -813,5 +818,5 @@ class Translator:
                 ([labels for _, _, labels in batch], None),
             ]
         )
-        out = scorer(source, decoder_inputs, labels)
+        out = scorer(source, decoder_inputs, labels, head_masks)
         return {k: np.asarray(v) for k, v in out.items()}

@@ -890,6 +890,29 @@ def test_the_attribution_view_explains_the_shown_translation(views, shared, beam
         view.attribute(None, "grad_x_input")
 
 
+def test_head_statistics_measure_each_heads_importance_on_request(
+    views, shared, greedy
+):
+    from keras_mha.head_importance import head_importance
+
+    view = views["heads"]
+    state = greedy[shared.state]
+    translator = shared.service.translators[TINY_MODEL]
+    assert greedy[view.html] is None  # A new translation clears the column.
+    value = view.importance(state)[view.html]
+    assert value["serial"] == state.serial
+    model = translator.model
+    heads = model.num_heads * (model.num_encoder_layers + 2 * model.num_decoder_layers)
+    assert len(value["heads"]) == heads
+    pieces = [p for p in state.translation.target_tokens if p != EOS]
+    expected = head_importance(translator, SENTENCE, pieces[: model.max_length - 1])
+    for entry in value["heads"]:
+        want = expected[entry["kind"]][entry["layer"], entry["head"]]
+        assert entry["drop"] == pytest.approx(want, abs=1e-3)
+    with pytest.raises(gr.Error, match="Translate something first"):
+        view.importance(None)
+
+
 def test_step_by_step_payload_has_each_layers_prediction(greedy, shared):
     p = greedy[shared.payload]
     translation = greedy[shared.state].translation

@@ -290,6 +290,17 @@ def test_alignment_and_head_statistics_are_drawn(url, page):
     wait_drawn(page, "heads", p["serial"])
     table = page.locator("#head-stats tbody tr")
     assert table.count() == len(p["stats"])
+    # The importance column fills in when measured, one number per head.
+    drop = page.locator("#head-stats tbody tr td:last-child")
+    assert set(drop.all_inner_texts()) == {"–"}
+    page.locator("#measure-importance").click()
+    page.wait_for_function(
+        "() => /measured in/.test("
+        "document.querySelector('#importance-note')?.textContent || '')"
+    )
+    texts = page.locator("#head-stats tbody tr td:last-child").all_inner_texts()
+    assert len(texts) == len(p["stats"]) and all(t != "–" for t in texts)
+    [float(t) for t in texts]
     # A row opens its head in the Attention tab.
     table.filter(has_text="cross").nth(3).click()
     title = page.locator("#view-attention .kmha-big .kmha-hm-title")
