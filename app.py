@@ -60,6 +60,21 @@ def warm_up_in_background(service, names, started):
     )
 
 
+def log_programs(service, every=10.0):
+    """Logs the compiled programs kept per model whenever the count changes
+    (`programs: en-es=12, ...`): compilation is bounded per model
+    (`explorer.models.MAX_PROGRAMS`), and this shows it."""
+    last = None
+    while True:
+        time.sleep(every)
+        counts = service.compiled_programs()
+        if counts != last:
+            logger.info(
+                "programs: %s", ", ".join(f"{n}={c}" for n, c in counts.items())
+            )
+            last = counts
+
+
 def main(started=None):
     started = started or time.perf_counter()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
@@ -84,6 +99,7 @@ def main(started=None):
     threading.Thread(
         target=warm_up_in_background, args=(demo.service, order, started), daemon=True
     ).start()
+    threading.Thread(target=log_programs, args=(demo.service,), daemon=True).start()
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), **LAUNCH_OPTIONS
     )

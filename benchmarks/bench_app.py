@@ -175,7 +175,44 @@ def measure_levels(server, model, settings, backend):
     return levels
 
 
+def run_soak_worker(args):
+    from benchmarks import soak
+
+    backend = os.environ.get("KERAS_BACKEND")
+    with tempfile.TemporaryDirectory() as cache:
+        env = {"KERAS_MHA_JAX_CACHE": cache}
+        with LiveServer(args.models_dir, env, app=args.app) as server:
+            server.wait_until_up(FULL.startup_timeout)
+            server.wait_for_output("warm-up finished", FULL.startup_timeout)
+            models = sorted(
+                p.name
+                for p in pathlib.Path(args.models_dir).iterdir()
+                if (p / "model.keras").is_file()
+            )
+            result = soak.run_soak(
+                server, models, minutes=args.soak_minutes, clients=args.soak_clients
+            )
+    harness.log(f"[{backend}] soak: {result}")
+    return {"soak": result}
+
+
+SOAK_METRICS = (
+    ("requests", "soak.requests", "", 0),
+    ("requests after warm-up", "soak.requests_after_warmup", "", 0),
+    ("errors", "soak.errors", "0", 0),
+    ("latency p50 after warm-up, ms", "soak.latency.median_ms", "", 0),
+    ("latency p95 after warm-up, ms", "soak.latency.p95_ms", "<= 1000", 0),
+    ("latency max after warm-up, ms", "soak.latency.max_ms", "<= 5000", 0),
+    ("RSS at start, MB", "soak.memory.start_mb", "", 0),
+    ("RSS after warm-up, MB", "soak.memory.after_warmup_mb", "", 0),
+    ("RSS at the end, MB", "soak.memory.end_mb", "", 0),
+    ("RSS growth after warm-up", "soak.rss_growth_after_warmup", "<= 0.15", 3),
+)
+
+
 def run_worker(args, settings):
+    if args.soak:
+        return run_soak_worker(args)
     backend = os.environ.get("KERAS_BACKEND")
     result = {}
     with tempfile.TemporaryDirectory() as cache:
@@ -271,6 +308,11 @@ def main(argv=None):
     )
     parser.add_argument("--model", default="en-es", help="model folder name")
     parser.add_argument("--requests", type=int, help="per endpoint and level")
+    parser.add_argument(
+        "--soak", action="store_true", help="the soak workload (benchmarks/soak.py)"
+    )
+    parser.add_argument("--soak-minutes", type=float, default=10.0)
+    parser.add_argument("--soak-clients", type=int, default=8)
     args = parser.parse_args(argv)
     args.models_dir = str(pathlib.Path(args.models_dir).resolve())
     settings = QUICK if args.quick else FULL
@@ -285,6 +327,25 @@ def main(argv=None):
         harness.log(f"{args.app} not found")
         return 1
     backends = harness.run_workers(__file__, args.backends)
+    if args.soak:
+        rows = list(SOAK_METRICS)
+        for result in backends.values():
+            for name in harness.lookup(result, "soak.programs") or {}:
+                label = f"compiled programs, {name}"
+                path = f"soak.programs.{name}"
+                if all(r[0] != label for r in rows):
+                    rows.append((label, path, "<= 48", 0))
+        table = harness.metric_table(rows, backends)
+        print(table)
+        settings = dict(
+            minutes=args.soak_minutes, clients=args.soak_clients, app=args.app
+        )
+        settings["models_dir"] = args.models_dir
+        path = harness.write_results(
+            NAME + "_soak", args, settings, backends, table, {}
+        )
+        harness.log(f"results written to {path}")
+        return harness.exit_code(backends)
     table, summary = report(settings, backends, args.model)
     print(table)
     settings = dict(dataclasses.asdict(settings), app=args.app, model=args.model)

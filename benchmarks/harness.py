@@ -191,13 +191,14 @@ def time_interleaved(tasks, warmup, repeats):
 
 
 def summarize_ms(seconds):
-    """Median, p5, p95, min and count of a list of seconds, in milliseconds."""
+    """Median, p5, p95, min, max and count of a list of seconds, in ms."""
     ms = np.asarray(seconds, dtype="float64") * 1000.0
     return {
         "median_ms": round(float(np.median(ms)), 3),
         "p5_ms": round(float(np.percentile(ms, 5)), 3),
         "p95_ms": round(float(np.percentile(ms, 95)), 3),
         "min_ms": round(float(np.min(ms)), 3),
+        "max_ms": round(float(np.max(ms)), 3),
         "count": int(ms.size),
     }
 

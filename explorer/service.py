@@ -154,8 +154,11 @@ class Service:
         return beam
 
     def compiled_programs(self):
-        """`{model: compiled programs kept}`."""
-        return {name: t.compiled_programs for name, t in self.translators.items()}
+        """`{model: compiled programs kept}` (0 for a model not loaded yet)."""
+        return {
+            name: t.compiled_programs if getattr(t, "loaded", True) else 0
+            for name, t in self.translators.items()
+        }
 
     def translate(
         self,
