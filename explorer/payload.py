@@ -3,12 +3,15 @@
 The page receives one payload per translation and draws the attention,
 token lines, steps, beam tree, alignments and head statistics from it,
 without asking the server again while the visitor moves through heads,
-layers and steps. Attention weights travel as integers in `[0, SCALE]`
-(four decimals), one flat row-major list per head.
+layers and steps. Attention weights travel compactly: as integers in
+`[0, SCALE]` (four decimals), little-endian uint16, base64, one string per
+kind holding every head's row-major `(rows, cols)` map, layer by layer
+(`decode_attention` reads them back; the page decodes each kind once).
 
 Shape legend: N layers, H heads, S source pieces, T target pieces.
 """
 
+import base64
 import math
 import unicodedata
 
@@ -48,15 +51,23 @@ def groups(pieces):
 
 
 def attention(translation, kinds=ATTENTION_KINDS):
-    """`{kind: [layer][head] -> flat list of ints}` and the `(N, H)` shapes."""
+    """`{kind: base64 string}` (see the module docstring) and the `(N, H)`
+    shapes."""
     weights, shapes = {}, {}
     for kind in kinds:
         array = np.asarray(translation.attention.get(kind, np.zeros((0, 0, 0, 0))))
         num_layers, num_heads = array.shape[:2]
         shapes[kind] = [int(num_layers), int(num_heads)]
-        scaled = np.rint(np.clip(array, 0.0, 1.0) * SCALE).astype("int32")
-        weights[kind] = scaled.reshape(num_layers, num_heads, -1).tolist()
+        scaled = np.rint(np.clip(array, 0.0, 1.0) * SCALE).astype("<u2")
+        weights[kind] = base64.b64encode(scaled.tobytes()).decode("ascii")
     return weights, shapes
+
+
+def decode_attention(value, kind):
+    """A payload's attention of `kind` as `(N, H, rows * cols)` floats."""
+    N, H = value["shape"][kind]
+    data = np.frombuffer(base64.b64decode(value["attention"][kind]), "<u2")
+    return data.reshape(N, H, -1).astype("float64") / value["scale"]
 
 
 def alternatives(translation):

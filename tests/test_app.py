@@ -72,7 +72,7 @@ def decode(p, kind):
     rows, cols = payload.AXES[kind]
     N, H = p["shape"][kind]
     shape = (N, H, len(p["tokens"][rows]), len(p["tokens"][cols]))
-    return np.array(p["attention"][kind], "float64").reshape(shape) / p["scale"]
+    return payload.decode_attention(p, kind).reshape(shape)
 
 
 # ------------------------------------------------------------ structure
@@ -346,6 +346,21 @@ def test_greedy_alternatives_start_with_the_chosen_piece(greedy, shared):
         assert step[0][0] == piece and math.isclose(step[0][1], prob, rel_tol=1e-4)
 
 
+def test_attention_travels_as_one_compact_string_per_kind(shared, greedy):
+    p = greedy[shared.payload]
+    translation = greedy[shared.state].translation
+    for kind in ("encoder", "decoder", "cross"):
+        text = p["attention"][kind]
+        assert isinstance(text, str)
+        weights = translation.attention[kind]
+        # Two bytes per weight, base64: 4 characters per 3 bytes.
+        assert len(text) == 4 * math.ceil(2 * weights.size / 3)
+        decoded = payload.decode_attention(p, kind)  # (N, H, rows * cols)
+        np.testing.assert_allclose(
+            decoded, weights.reshape(decoded.shape), atol=0.5 / payload.SCALE + 1e-7
+        )
+
+
 def test_payload_alignments_for_every_method(shared, greedy):
     p = greedy[shared.payload]
     translation = greedy[shared.state].translation
@@ -532,7 +547,7 @@ def test_scoring_a_typed_translation(views, shared, greedy):
         else:
             assert preferred == step[0]
     N, H = value["shape"]["cross"]
-    assert np.shape(value["attention"]["cross"]) == (
+    assert np.shape(payload.decode_attention(value, "cross")) == (
         N,
         H,
         len(target) * len(value["tokens"]["source"]),

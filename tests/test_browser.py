@@ -15,6 +15,7 @@ import urllib.parse
 import pytest
 from gradio_client import Client
 
+from explorer.payload import decode_attention
 from tests.app_fixtures import CHROMIUM, CHROMIUM_ARGS, TINY_MODEL, serve_app
 
 pytestmark = pytest.mark.slow
@@ -165,7 +166,7 @@ def test_a_visit_through_every_view(url, client, page, screenshots):
     )
     tooltip = page.locator("#kmha-tooltip")
     tooltip.wait_for(state="visible")
-    weight = p["attention"]["cross"][0][1][r * cols + c] / p["scale"]
+    weight = decode_attention(p, "cross")[0, 1, r * cols + c]
     text = tooltip.inner_text()
     assert f"weight {weight:.4f}" in text
     assert p["tokens"]["target"][r] in text and p["tokens"]["source"][c] in text
@@ -346,7 +347,8 @@ def test_how_a_head_works_draws_the_attention_row(url, page, screenshots):
     # The default: cross-attention, layer 0, head 0, the first query.
     row = page.evaluate(
         "() => { const p = window.KMHA.store.payload; const n = p.tokens.source.length;"
-        " return p.attention.cross[0][0].slice(0, n).map(v => v / p.scale); }"
+        " const row = window.KMHA.headWeights(p, 'cross', 0, 0).slice(0, n);"
+        " return Array.from(row, (v) => v / p.scale); }"
     )
     assert len(weights) == len(p["tokens"]["source"])
     assert max(abs(a - b) for a, b in zip(weights, row)) < 2e-3

@@ -19,6 +19,7 @@
  * views/  one module per view, registered below under the name its
  *         gr.HTML mounts
  */
+import { headWeights } from "./core/matrix.js";
 import { mount, register } from "./core/mount.js";
 import { publish, select, store } from "./core/store.js";
 import { installTour } from "./tour.js";
@@ -50,6 +51,6 @@ register({
 installTour();
 
 // For the browser tests, benchmarks and the console.
-window.KMHA = { mount, publish, select, store };
+window.KMHA = { mount, publish, select, store, headWeights };
 
 export { mount };

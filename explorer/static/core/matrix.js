@@ -1,8 +1,9 @@
 /* The payload's attention as matrices: the three kinds, one head's weights,
  * pieces merged into words, and the maxima that colour scales share.
  *
- * The payload holds each head's weights as flat integers (weight × scale),
- * row-major: p.attention[kind][layer][head][row * cols + col].
+ * The payload holds each kind's weights as integers (weight × scale) in
+ * one base64 string of little-endian uint16; `headWeights` returns one
+ * head's row-major map: [row * cols + col].
  */
 import { store } from "./store.js";
 
@@ -29,10 +30,34 @@ export function matrix(p, kind, layer, head, merge) {
   const key = `${p.serial}/${kind}/${layer}/${head}/${merge ? 1 : 0}`;
   if (store.cache.has(key)) return store.cache.get(key);
   const [rowAxis, colAxis] = AXES[kind];
-  let m = fromFlat(p.attention[kind][layer][head], p.scale, p.tokens[rowAxis], p.tokens[colAxis]);
+  let m = fromFlat(headWeights(p, kind, layer, head), p.scale, p.tokens[rowAxis], p.tokens[colAxis]);
   if (merge) m = mergeWords(m, p.words[rowAxis], p.words[colAxis]);
   store.cache.set(key, m);
   return m;
+}
+
+// Each kind's weights arrive as one base64 string of little-endian uint16
+// (explorer/payload.py): decoded once per payload and kind, then every
+// head is a view into it.
+const decoded = new WeakMap();
+
+export function headWeights(p, kind, layer, head) {
+  let kinds = decoded.get(p.attention);
+  if (!kinds) decoded.set(p.attention, (kinds = new Map()));
+  let all = kinds.get(kind);
+  if (!all) {
+    const text = atob(p.attention[kind]);
+    const bytes = new Uint8Array(text.length);
+    for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+    const view = new DataView(bytes.buffer);
+    all = new Uint16Array(bytes.length / 2);
+    for (let i = 0; i < all.length; i++) all[i] = view.getUint16(2 * i, true);
+    kinds.set(kind, all);
+  }
+  const [N, H] = p.shape[kind];
+  const size = N * H ? all.length / (N * H) : 0;
+  const start = (layer * H + head) * size;
+  return all.subarray(start, start + size);
 }
 
 export function fromFlat(flat, scale, rowLabels, colLabels) {

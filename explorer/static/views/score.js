@@ -9,7 +9,7 @@ import { probColour } from "../core/colour.js";
 import { buttons, checkbox } from "../core/controls.js";
 import { el, empty, fill, fmt, range, widthOf } from "../core/dom.js";
 import { heatmap } from "../core/heatmap.js";
-import { fromFlat, maxOf, mergeWords } from "../core/matrix.js";
+import { fromFlat, headWeights, maxOf, mergeWords } from "../core/matrix.js";
 import { drawn, isCurrent, select, store } from "../core/store.js";
 
 export function scoreView(root) {
@@ -40,7 +40,7 @@ export function scoreView(root) {
     const [N, H] = v.shape.cross;
     local.layer = Math.min(local.layer, N - 1);
     local.head = Math.min(local.head, H - 1);
-    let m = fromFlat(v.attention.cross[local.layer][local.head], v.scale, v.tokens.target, v.tokens.source);
+    let m = fromFlat(headWeights(v, "cross", local.layer, local.head), v.scale, v.tokens.target, v.tokens.source);
     if (store.sel.merge) m = mergeWords(m, v.words.target, v.words.source);
     const cell = Math.max(10, Math.min(32, Math.floor((widthOf(root) - 150) / Math.max(m.cols, 1))));
     const pick = (patch) => {

@@ -7,7 +7,7 @@
  */
 import { colour } from "../core/colour.js";
 import { el, empty, fill, isVisible } from "../core/dom.js";
-import { AXES } from "../core/matrix.js";
+import { AXES, headWeights } from "../core/matrix.js";
 import { drawn, hasTranslation, store } from "../core/store.js";
 
 const PLAY_INTERVAL_MS = 900;
@@ -191,7 +191,7 @@ function stepRows(p, kind, step, keys) {
   let max = 1e-6;
   for (let n = 0; n < N; n++) {
     for (let h = 0; h < H; h++) {
-      const flat = p.attention[kind][n][h];
+      const flat = headWeights(p, kind, n, h);
       const values = keys.map((_, c) => flat[step * cols + c] / p.scale);
       max = Math.max(max, ...values);
       rows.push([n, h, values]);
