@@ -67,6 +67,15 @@ def event(**data):
     return gr.EventData(None, data)
 
 
+def test_a_renderers_event_fields_are_read_as_gradio_documents_them():
+    from explorer.views import event_value
+
+    assert event_value(event(step=3), "step") == 3
+    assert event_value(event(step=3), "piece", "") == ""
+    assert event_value(gr.EventData(None, None), "step", 0) == 0
+    assert event_value(None, "step", 1) == 1
+
+
 def decode(p, kind):
     """A payload's attention of `kind` as `(N, H, rows, cols)` floats."""
     rows, cols = payload.AXES[kind]

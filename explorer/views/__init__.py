@@ -117,10 +117,16 @@ def browser_view(name, events=(), value=None, elem_id=None, **kwargs):
     )
 
 
-def event_data(event):
-    """The dict a renderer sent with `trigger(name, data)` (`{}` if none)."""
-    data = event._data if isinstance(event, gr.EventData) else None
-    return data if isinstance(data, dict) else {}
+def event_value(event, name, default=None):
+    """The field `name` of the data a renderer sent with
+    `trigger(event_name, {name: ...})`, read as Gradio documents it (an
+    attribute of the `gr.EventData`), or `default` when it sent none."""
+    if not isinstance(event, gr.EventData):
+        return default
+    try:
+        return getattr(event, name, default)
+    except TypeError:  # No data at all: Gradio looks the name up in None.
+        return default
 
 
 @dataclasses.dataclass

@@ -6,7 +6,7 @@ import gradio as gr
 
 from explorer import exports
 from explorer.service import friendly_errors, user_error
-from explorer.views import browser_view, event_data
+from explorer.views import browser_view, event_value
 
 NOTE = (
     "**How to read this.** Each heatmap is one attention head: row *t* shows "
@@ -42,16 +42,15 @@ class AttentionView:
         """A download button of the renderer: writes the file asked for."""
         if state is None:
             raise user_error("Translate something first.")
-        request = event_data(event)
         try:
             path = exports.export(
                 state.translation,
-                str(request.get("format", "")),
-                kind=str(request.get("kind", "cross")),
-                layer=int(request.get("layer", 0)),
-                head=int(request.get("head", 0)),
-                merge=bool(request.get("merge", False)),
-                shared=bool(request.get("shared", True)),
+                str(event_value(event, "format", "")),
+                kind=str(event_value(event, "kind", "cross")),
+                layer=int(event_value(event, "layer", 0)),
+                head=int(event_value(event, "head", 0)),
+                merge=bool(event_value(event, "merge", False)),
+                shared=bool(event_value(event, "shared", True)),
             )
         except (TypeError, ValueError) as error:
             raise user_error(error) from error

@@ -5,7 +5,7 @@ import gradio as gr
 
 from explorer import payload
 from explorer.service import friendly_errors, user_error
-from explorer.views import browser_view, event_data
+from explorer.views import browser_view, event_value
 
 
 class BeamView:
@@ -38,9 +38,8 @@ class BeamView:
         """Shows hypothesis `index` of the beam in every view."""
         if state is None:
             raise user_error("Translate something first.")
-        data = event_data(event)
         try:
-            state = state.show(int(data.get("index")))
+            state = state.show(int(event_value(event, "index")))
         except (TypeError, ValueError, IndexError) as error:
             raise user_error(f"No such hypothesis: {error}") from None
         translation = state.translation

@@ -5,7 +5,7 @@ import gradio as gr
 
 from explorer import payload
 from explorer.service import friendly_errors, user_error
-from explorer.views import browser_view, event_data
+from explorer.views import browser_view, event_value
 
 
 class HeadView:
@@ -33,26 +33,25 @@ class HeadView:
         """The stages of the head, layer, kind and query the renderer asks."""
         if state is None:
             raise user_error("Translate something first.")
-        data = event_data(event)
-        kind = str(data.get("kind", "cross"))
+        kind = str(event_value(event, "kind", "cross"))
         request = state.request
         stages, translation, seconds = self.shared.service.head(
             request.text,
             state.translation.target_tokens,
             request.model,
             kind,
-            data.get("layer", 0),
-            data.get("head", 0),
-            data.get("query", 0),
+            event_value(event, "layer", 0),
+            event_value(event, "head", 0),
+            event_value(event, "query", 0),
         )
         value = payload.head_payload(
             state.serial,
             stages,
             translation,
             kind,
-            int(data.get("layer", 0)),
-            int(data.get("head", 0)),
-            int(data.get("query", 0)),
+            int(event_value(event, "layer", 0)),
+            int(event_value(event, "head", 0)),
+            int(event_value(event, "query", 0)),
         )
         value["seconds"] = round(seconds, 3)
         return {self.html: value}

@@ -5,7 +5,7 @@ import gradio as gr
 
 from explorer import payload
 from explorer.service import TOP_K, friendly_errors, user_error
-from explorer.views import browser_view, event_data
+from explorer.views import browser_view, event_value
 from keras_mha.tokens import EOS
 
 
@@ -72,17 +72,16 @@ class WhatIfView:
         """A candidate clicked at step `t`: the output up to `t`, then it."""
         if state is None:
             raise user_error("Translate something first.")
-        data = event_data(event)
         pieces = state.translation.target_tokens
         try:
-            step = int(data.get("step"))
+            step = int(event_value(event, "step"))
         except (TypeError, ValueError):
-            raise user_error(f"Unknown step {data.get('step')!r}.") from None
+            raise user_error(f"Unknown step {event_value(event, 'step')!r}.") from None
         if not 0 <= step < len(pieces):
             raise user_error(
                 f"Step {step} does not exist: the translation has {len(pieces)} pieces."
             )
-        piece = str(data.get("piece", ""))
+        piece = str(event_value(event, "piece", ""))
         if not piece:
             raise user_error("No candidate piece was given.")
         prefix = [*pieces[:step], piece]
