@@ -32,6 +32,16 @@ def test_every_package_and_the_recipes_are_installed():
     assert recipes and all(any(r.match(p) for p in patterns) for r in recipes)
 
 
+def test_the_browser_code_is_installed_with_the_app():
+    patterns = PROJECT["tool"]["setuptools"]["package-data"]["explorer"]
+    static = ROOT / "explorer"
+    files = [f for f in (static / "static").rglob("*") if f.is_file()]
+    assert files
+    for file in files:  # Each matches a pattern relative to the package.
+        relative = file.relative_to(static)
+        assert any(relative.match(p) for p in patterns), relative
+
+
 def test_extras_and_the_space_requirements():
     extras = PROJECT["project"]["optional-dependencies"]
     assert {"app", "train", "dev"} <= set(extras)
