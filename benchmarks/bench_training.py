@@ -22,7 +22,10 @@ as the length buckets of `training.data.make_dataset` make them (by default
 2048 tokens: 64 x 32 and 128 x 16), source and target lengths drawn between
 L/2 and L, padded with 0. One timed repeat trains each model on every batch
 once; the models alternate. Throughput counts real (non-padding) target
-tokens.
+tokens. The share of the fp32 GEMM rate is the matmul FLOPs of a repeat
+(`benchmarks.roofline.training_step_flops`, padded positions included, as
+they are computed) per second over the compiled matmul rate measured in the
+same process (`roofline.matmul_rate`).
 """
 
 import argparse
@@ -182,6 +185,17 @@ def run_worker(settings):
     for model in models.values():
         train_lib.compile_model(model, config)
     batches, target_tokens = make_batches(settings)
+    from benchmarks import roofline
+
+    step_flops = sum(
+        roofline.training_step_flops(
+            models[OURS],
+            inputs["encoder_inputs"].shape[0],
+            inputs["encoder_inputs"].shape[1],
+            inputs["decoder_inputs"].shape[1],
+        )
+        for inputs, _ in batches
+    )
     losses = {}
 
     def train_round(name):
@@ -195,6 +209,7 @@ def run_worker(settings):
         warmup=settings.warmup,
         repeats=settings.repeats,
     )
+    rate = roofline.matmul_rate()
     results = {}
     for name, times in seconds.items():
         summary = harness.summarize_ms(times)
@@ -203,6 +218,11 @@ def run_worker(settings):
             target_tokens_per_repeat=target_tokens,
             tokens_per_second=round(target_tokens / (summary["median_ms"] / 1000), 1),
             last_loss=round(losses[name], 4),
+            # The matmuls of a repeat (ours; keras-hub's are the same up to
+            # its position table) at the fp32 rate measured now.
+            matmul_gflop_per_repeat=round(step_flops / 1e9, 2),
+            matmul_gflop_per_second=round(rate / 1e9, 1),
+            gemm_share=round(step_flops / (summary["median_ms"] / 1000) / rate, 3),
             **summary,
         )
         harness.log(
@@ -224,11 +244,13 @@ def report(backends):
         "ours/keras-hub",
         "ours ms/repeat",
         "keras-hub ms/repeat",
+        "ours share of fp32 GEMM rate",
+        "fp32 GEMM rate, GFLOP/s",
     ]
     rows, summary = [], {}
     for backend, result in backends.items():
         if "error" in result:
-            rows.append([backend, result["error"]] + ["-"] * 7)
+            rows.append([backend, result["error"]] + ["-"] * 9)
             continue
         ours, hub = result["models"][OURS], result["models"][KERAS_HUB]
         params_diff = 100.0 * (ours["parameters"] - hub["parameters"])
@@ -250,6 +272,8 @@ def report(backends):
                 f"{speed:.2f}",
                 harness.fmt(ours["median_ms"]),
                 harness.fmt(hub["median_ms"]),
+                harness.fmt(ours.get("gemm_share")),
+                harness.fmt(ours.get("matmul_gflop_per_second")),
             ]
         )
     table = harness.markdown_table(headers, rows)

@@ -53,6 +53,30 @@ def translation_flops(model, source_pieces, output_pieces, beam_size=1):
     return encoder + decoder + output
 
 
+def training_step_flops(model, batch_size, source_length, target_length):
+    """Matmul FLOPs of one training step on a padded `(B, S)` / `(B, T)`
+    batch: the teacher-forced forward pass over every position (padding
+    included, as it is computed; decoder self-attention over the full
+    `T x T` scores, masked after), and twice that for the backward pass
+    (the gradients of each matmul's two operands)."""
+    D, F = model.hidden_dim, model.intermediate_dim
+    V = model.target_vocabulary_size
+    B, S, T = int(batch_size), int(source_length), int(target_length)
+    projections = 4 * 2 * D * D
+    feed_forward = 2 * 2 * D * F
+    encoder = model.num_encoder_layers * (
+        S * (projections + feed_forward) + 2 * 2 * S * S * D
+    )
+    decoder = model.num_decoder_layers * (
+        S * 2 * 2 * D * D
+        + T * (projections + 2 * 2 * D * D + feed_forward)
+        + 2 * 2 * T * T * D
+        + 2 * 2 * T * S * D
+    )
+    forward = B * (encoder + decoder + T * 2 * D * V)
+    return 3 * forward
+
+
 def matmul_rate(rows=4096, width=256, columns=1024, repeats=20):
     """fp32 FLOP/s of a compiled `(rows, width) @ (width, columns)` matmul on
     the active Keras backend, the best of `repeats` timed runs (after one
