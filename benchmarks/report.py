@@ -52,7 +52,10 @@ SECTIONS = {
         "batches); non-padding target tokens per second. keras-hub's layers "
         "have no dropout on the feed-forward hidden layer, so ours runs with "
         "`activation_dropout=0.0` here (the shipped models keep dropout "
-        "there). On a CPU Keras trains TensorFlow models without XLA; our "
+        "there). The GEMM share is the matmul FLOPs of a repeat (padded "
+        "positions included) per second over the fp32 matmul rate measured "
+        "in the same process. On a CPU Keras trains TensorFlow models "
+        "without XLA; our "
         "head projections run as plain matmuls there "
         "(`MATMUL_PROJECTIONS`), and on JAX the tied output projection has "
         "its own gradient (`TIED_LOGITS_GRADIENT`), both in "
@@ -68,10 +71,15 @@ SECTIONS = {
         "programs then come from the persistent compilation cache), warm "
         "passes without attention, with attention and with `top_k=5`; beam 4 "
         "on 256 sources; (c) one sentence of about ten words with attention "
-        "capture, as the app asks for it. The *baseline* columns run the same "
-        "measurements on the library of the revision before the one-loop "
-        "decoding (`git worktree add baseline REV`, `--baseline baseline`); "
-        "the ratio rows compare the two, measured back to back in one run. "
+        "capture, as the app asks for it. The *limit* rows divide each warm "
+        "pass's time by the time its matrix multiplies alone would take: the "
+        "model's matmul FLOPs for the pieces actually read and written "
+        "(`benchmarks/roofline.py`) at the fp32 matmul rate of 256-wide "
+        "operands measured in the same process; 1.0 would be a decoder that "
+        "does nothing but its matmuls at that rate. The *baseline* columns "
+        "run the same measurements on the library of an earlier revision "
+        "(`git worktree add baseline REV`, `--baseline baseline`); the ratio "
+        "rows compare the two, measured back to back in one run. "
         "The run shared the CPU with other processes (load average above), "
         "so the absolute seconds are pessimistic; the ratios are the "
         "comparison to read.",
@@ -88,12 +96,27 @@ SECTIONS = {
     ),
     "bench_app": (
         "The app under load",
-        "A live `python app.py` with every model of the models folder "
-        "loaded, called only through `gradio_client` on loopback: cold start "
-        "(process start to the first translation), latency at 1, 4 and 16 "
+        "A live `python app.py` with every model of the models folder, "
+        "called only through `gradio_client` on loopback: start-up (process "
+        "start to the first page and to the first translation, with the "
+        "phases the server logs: imports, building the page, loading and "
+        "compiling the default model; the page is served while the models "
+        "load and compile in the background), latency at 1, 4 and 16 "
         "concurrent clients, and the server's peak resident memory. Most of "
         "a single request's latency is Gradio's queue and the client's "
         "polling; the server's own translation time is shown separately.",
+    ),
+    "bench_app_soak": (
+        "A day of visitors: the soak test",
+        "`python -m benchmarks.bench_app --soak`: 8 `gradio_client` clients "
+        "send requests back to back for 10 minutes to a live `python "
+        "app.py` with the shipped models, a mix of every public endpoint "
+        "(translate with every decoding option, top_k 0–10 and prefixes, "
+        "score, align, attention, head, attribute) and permalinks, inputs of "
+        "1 to 300 characters (`benchmarks/soak.py`). Latencies are those "
+        "after the first 2 minutes (warm-up); memory is the server's resident "
+        "set; compiled programs are what each model keeps (bounded by "
+        "`explorer.models.MAX_PROGRAMS`).",
     ),
     "bench_browser": (
         "The page in a browser",
@@ -127,6 +150,7 @@ ORDER = (
     "bench_alignment",
     "bench_faithfulness",
     "bench_app",
+    "bench_app_soak",
     "bench_browser",
 )
 
