@@ -12,11 +12,16 @@ Times are taken in the page (`performance.now()`):
 
 - translate → all views drawn: from the Translate click to the first
   animation frame after every mounted view has drawn the new payload
-  (server time, transfer and drawing), for sentences of about ten words;
+  (server time, transfer and drawing), for sentences of about ten words,
+  and apart from it the page's own part: from the payload's arrival to every
+  view drawn;
 - head switch, layer switch: a click on a head (layer) button of the
   Attention tab to the next frame after it;
 - step change: a click on "next step" of the Step-by-step tab to the next
   frame;
+- how a head works: choosing another query in that tab to the frame after
+  the server's stages for it are drawn (and the size of one head's `/head`
+  answer, JSON);
 - what-if: a click on a candidate to the first frame after the forced
   translation is drawn (a server round trip: re-decoding with the prefix).
 
@@ -92,13 +97,15 @@ def translate_ms(page, text):
         "window.KMHA.store.payload && window.KMHA.store.payload.serial"
     )
     page.evaluate(
-        "() => { window.kmhaDone = null; window.kmhaStart = performance.now();"
+        "() => { window.kmhaDone = null; window.kmhaArrived = null;"
+        " window.kmhaStart = performance.now();"
         " document.querySelector('#translate').click(); }"
     )
     page.wait_for_function(
         """(before) => {
             const p = window.KMHA.store.payload;
             if (!p || p.serial === before) return false;
+            if (window.kmhaArrived === null) window.kmhaArrived = performance.now();
             const own = { whatif: 1, score: 1 };  // Reset to empty.
             const done = window.KMHA.store.views.every((v) => {
                 const drawn = v.root.dataset.drawn || "";
@@ -108,6 +115,30 @@ def translate_ms(page, text):
             return done;
         }""",
         arg=before,
+        polling="raf",
+    )
+    return page.evaluate(
+        "[window.kmhaDone - window.kmhaStart, window.kmhaDone - window.kmhaArrived]"
+    )
+
+
+def head_view_ms(page, query):
+    """In "How a head works", choosing query `query` → the frame after the
+    server's stages for it are drawn (one request, one payload)."""
+    page.evaluate(
+        "(query) => { document.querySelector('#head-keys').dataset.old = '1';"
+        " window.kmhaDone = null; window.kmhaStart = performance.now();"
+        " const s = document.querySelector('#head-query');"
+        " s.value = String(query); s.dispatchEvent(new Event('change')); }",
+        query,
+    )
+    page.wait_for_function(
+        """() => {
+            const keys = document.querySelector("#head-keys");
+            const done = keys && !keys.dataset.old;
+            if (done && window.kmhaDone === null) window.kmhaDone = performance.now();
+            return done;
+        }""",
         polling="raf",
     )
     return page.evaluate("window.kmhaDone - window.kmhaStart")
@@ -241,7 +272,13 @@ def run_worker(args, settings):
                 translate_ms(page, SENTENCES[i % len(SENTENCES)])
                 for i in range(settings.translations)
             ]
-            result["translate_drawn"] = harness.summarize_ms([t / 1e3 for t in times])
+            result["translate_drawn"] = harness.summarize_ms(
+                [total / 1e3 for total, _ in times]
+            )
+            # From the payload's arrival in the page to every view drawn.
+            result["translate_drawing"] = harness.summarize_ms(
+                [drawing / 1e3 for _, drawing in times]
+            )
             result["payload_kb"] = round(
                 page.evaluate("JSON.stringify(window.KMHA.store.payload).length")
                 / 1024,
@@ -255,6 +292,7 @@ def run_worker(args, settings):
                 result[key] = harness.summarize_ms([t / 1e3 for t in times])
             times = steps_ms(page, settings.switches)
             result["step_change"] = harness.summarize_ms([t / 1e3 for t in times])
+            result["head_view"] = head_view_timing(page, server.url, args, settings)
             # One candidate per step (a repeated one would draw nothing new).
             whatif_ms(page, 0)  # Untimed.
             steps = range(1, min(settings.whatifs + 1, result["target_pieces"] - 1))
@@ -271,6 +309,7 @@ def run_worker(args, settings):
         "head_switch",
         "layer_switch",
         "step_change",
+        "head_view",
         "whatif",
     ):
         harness.log(
@@ -280,10 +319,44 @@ def run_worker(args, settings):
     return result
 
 
+def head_view_timing(page, url, args, settings):
+    """ "How a head works" for one head of the last translation: each query
+    chosen in turn, and the size of one head's answer (`/head`, JSON)."""
+    import json
+
+    from gradio_client import Client
+
+    page.get_by_role("tab", name="How a head works").click()
+    page.locator("#head-keys").wait_for()
+    count = page.evaluate("window.KMHA.store.payload.tokens.decoder.length")
+    times = [head_view_ms(page, (i + 1) % count) for i in range(settings.whatifs)]
+    summary = harness.summarize_ms([t / 1e3 for t in times])
+    p = page.evaluate("window.KMHA.store.payload.tokens")
+    client = Client(url, verbose=False, analytics_enabled=False)
+    answer = client.predict(
+        SENTENCES[(settings.translations - 1) % len(SENTENCES)],  # The last.
+        "",
+        args.model,
+        "cross",
+        0,
+        0,
+        0,
+        api_name="/head",
+    )
+    summary["payload_kb"] = round(len(json.dumps(answer)) / 1024, 1)
+    summary["source_pieces"] = len(p["source"])
+    return summary
+
+
 # ------------------------------------------------------------ parent
 METRICS = [
-    ("translate → all views drawn p50, ms", "translate_drawn.median_ms", "<= 1000", 0),
-    ("translate → all views drawn p95, ms", "translate_drawn.p95_ms", "", 0),
+    ("translate → all views drawn p50, ms", "translate_drawn.median_ms", "<= 300", 0),
+    ("translate → all views drawn p95, ms", "translate_drawn.p95_ms", "<= 600", 0),
+    ("payload arrived → all views drawn p50, ms", "translate_drawing.median_ms", "", 0),
+    ("payload arrived → all views drawn p95, ms", "translate_drawing.p95_ms", "", 0),
+    ("how a head works, query → drawn p50, ms", "head_view.median_ms", "<= 300", 0),
+    ("how a head works, query → drawn p95, ms", "head_view.p95_ms", "", 0),
+    ("one head's answer (/head JSON), KB", "head_view.payload_kb", "<= 200", 1),
     ("head switch p50, ms", "head_switch.median_ms", "<= 50", 1),
     ("head switch p95, ms", "head_switch.p95_ms", "", 1),
     ("layer switch p50, ms", "layer_switch.median_ms", "<= 50", 1),
