@@ -54,7 +54,12 @@ def read_gold(path, limit=None):
 
 
 def measure(
-    model_dir, gold_path, limit=None, batch_size=32, integrated_gradients=False
+    model_dir,
+    gold_path,
+    limit=None,
+    batch_size=32,
+    integrated_gradients=False,
+    attribution=True,
 ):
     """Scores every method on one gold set; returns a dict for the JSON."""
     from keras_mha import Translator, alignment
@@ -87,8 +92,8 @@ def measure(
         results[method] = {k: round(100 * v, 1) for k, v in scores.items()}
     # Attribution: gradient x input of every pair (integrated gradients
     # costs `steps` times more and is left to `--integrated-gradients`).
-    attributions = {"grad_x_input": []}
-    if integrated_gradients:
+    attributions = {"grad_x_input": []} if attribution else {}
+    if integrated_gradients and attribution:
         attributions["integrated_gradients"] = []
     for translation, _ in kept:
         source = " ".join(alignment.source_words(translation))
@@ -160,9 +165,17 @@ def worker(args):
             continue
         harness.log(f"{gold} through {model} ...")
         sets.append(
-            measure(folder, path, limit, integrated_gradients=args.integrated_gradients)
+            measure(
+                folder,
+                path,
+                limit,
+                integrated_gradients=args.integrated_gradients,
+                attribution=not args.attention_only,
+            )
         )
-    timing = attribution_seconds(harness.ROOT / "saved_models" / "en-es")
+    timing = None
+    if not args.attention_only:
+        timing = attribution_seconds(harness.ROOT / "saved_models" / "en-es")
     harness.finish_worker(args, {"sets": sets, "attribution_seconds": timing})
 
 
@@ -252,6 +265,12 @@ def main():
         "--integrated-gradients",
         action="store_true",
         help="also align by integrated gradients (16 steps; slow)",
+    )
+    parser.add_argument(
+        "--attention-only",
+        action="store_true",
+        help="the attention methods only (no attribution: it compiles one "
+        "gradient program per pair of lengths and takes far longer)",
     )
     parser.add_argument(
         "--data-dir",
