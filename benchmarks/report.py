@@ -109,12 +109,13 @@ SECTIONS = {
     "bench_app_soak": (
         "A day of visitors: the soak test",
         "`python -m benchmarks.bench_app --soak`: 8 `gradio_client` clients "
-        "send requests back to back for 10 minutes to a live `python "
+        "send requests back to back for `--soak-minutes` (10 by default; "
+        "the run shown ran 5, its settings say so) to a live `python "
         "app.py` with the shipped models, a mix of every public endpoint "
         "(translate with every decoding option, top_k 0–10 and prefixes, "
         "score, align, attention, head, attribute) and permalinks, inputs of "
         "1 to 300 characters (`benchmarks/soak.py`). Latencies are those "
-        "after the first 2 minutes (warm-up); memory is the server's resident "
+        "after the first fifth of the run (warm-up); memory is the server's resident "
         "set; compiled programs are what each model keeps (bounded by "
         "`explorer.models.MAX_PROGRAMS`).",
     ),
