@@ -80,6 +80,8 @@ class LazyTranslator:
 
     def load(self):
         """The `Translator`, loaded on the first call."""
+        if self._translator is not None:  # Loaded: no lock on the hot path.
+            return self._translator
         with self._lock:
             if self._translator is None:
                 start = time.perf_counter()
