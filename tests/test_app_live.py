@@ -13,6 +13,7 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
+from explorer.service import MAX_WAITING_PER_MODEL
 from keras_mha.alignment import from_pharaoh
 from tests.app_fixtures import TINY_MODEL, serve_app
 
@@ -153,19 +154,33 @@ def test_an_mcp_client_calls_a_tool(url):
     assert len(from_pharaoh(answer["links"])[0]) == 2
 
 
-def test_sixteen_concurrent_calls(url):
+def test_sixteen_concurrent_calls_are_answered_or_refused_politely(url):
+    """One model keeps at most `MAX_WAITING_PER_MODEL` requests waiting; a
+    call beyond that is refused with a message a visitor can act on, and
+    the server goes on answering."""
     sentences = [f"Where is the train station number {i}?" for i in range(16)]
 
     def call(sentence):
-        return Client(url, verbose=False).predict(
-            sentence, TINY_MODEL, "greedy", 4, api_name="/translate"
-        )
+        try:
+            return Client(url, verbose=False).predict(
+                sentence, TINY_MODEL, "greedy", 4, api_name="/translate"
+            )
+        except AppError as error:
+            return str(error)
 
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         results = list(pool.map(call, sentences))
-    assert len(results) == 16
-    for text, facts in results:
+    answered = [r for r in results if not isinstance(r, str)]
+    refused = [r for r in results if isinstance(r, str)]
+    assert len(answered) >= MAX_WAITING_PER_MODEL
+    for message in refused:
+        assert "busy with other requests" in message
+    for text, facts in answered:
         assert isinstance(text, str) and facts["source_tokens"]
+    text, facts = Client(url, verbose=False).predict(
+        SENTENCE, TINY_MODEL, "greedy", 4, api_name="/translate"
+    )
+    assert facts["source_tokens"]
 
 
 @pytest.mark.parametrize(
