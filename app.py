@@ -29,19 +29,6 @@ JAX_CACHE = pathlib.Path(
 logger = logging.getLogger("app")
 
 
-def enable_compilation_cache():
-    """JAX keeps every compiled search on disk (no other backend has one)."""
-    import keras
-
-    if keras.backend.backend() != "jax":
-        return
-    import jax
-
-    jax.config.update("jax_compilation_cache_dir", str(JAX_CACHE))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
 def warm_up_in_background(service, names, started):
     for name in names:
         timing = service.warm_up([name], source_lengths=(16,))[name]
@@ -78,7 +65,9 @@ def log_programs(service, every=10.0):
 def main(started=None):
     started = started or time.perf_counter()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    enable_compilation_cache()
+    from keras_mha.backend_config import enable_compilation_cache
+
+    enable_compilation_cache(JAX_CACHE)  # Nothing to do on TensorFlow.
     from explorer import LAUNCH_OPTIONS, build_demo, load_models, read_model_cards
     from explorer.models import default_model
 

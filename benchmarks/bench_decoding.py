@@ -8,12 +8,13 @@ greedy search, test-set throughput, and single-sentence latency.
 
 (a) Cache. The longest test sources (by source pieces) are translated one by
     one, batch 1, by `decoding.greedy_search_uncached` (the keras.io way: the
-    whole model runs again, eagerly, for every new token) and by
+    whole model runs again, eagerly, on the target padded to the output
+    limit, for every new token) and by
     `Translator.translate` (key/value cache, one compiled search), both with
     the same output limit and stopping at the end token, on the same source
     padded as the translator pads it. Both are warmed up by one untimed pass
     over the sentences (on JAX the eager uncached search compiles every op
-    for every new decoder length), then timed interleaved. Cached is timed
+    for each source shape), then timed interleaved. Cached is timed
     without attention capture (like the uncached search) and with it.
 (b) Throughput. Every unique test source (1,500 for spa-eng) is translated
     with `translate(sources, batch_size=64)`, greedy: a first pass in a new

@@ -29,6 +29,7 @@ import math
 import numbers
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_mha.errors import InvalidArgumentError
@@ -774,25 +775,29 @@ def compile_search(model, fn):
 
 def greedy_search_uncached(model, encoder_inputs, max_length, bos_id, eos_id):
     """The keras.io examples' decoding: the whole model runs again for every
-    new token (no cache), batch by batch. A reference for tests and
-    benchmarks, O(T^2) model work instead of O(T).
+    new token (no cache) on the target padded to `max_length`, and the
+    logits at the newest position choose the next token. A reference for
+    tests and benchmarks, O(T * max_length) model work instead of O(T). (The
+    causal mask keeps the padding after the newest position out of its
+    logits; one input shape means the backend compiles its ops once.)
 
     Returns:
         `(B, T)` output ids, 0 after the end token (as `greedy_search`).
     """
-    batch_size = ops.shape(encoder_inputs)[0]
-    decoded = ops.full((batch_size, 1), bos_id, "int32")
-    finished = ops.zeros((batch_size,), "bool")
-    outputs = []
-    for _ in range(max_length):
+    encoder_inputs = ops.convert_to_numpy(encoder_inputs)
+    batch_size = encoder_inputs.shape[0]
+    decoded = np.zeros((batch_size, max_length), "int32")  # (B, T)
+    decoded[:, 0] = bos_id
+    tokens = np.zeros((batch_size, max_length), "int32")  # (B, T)
+    finished = np.zeros((batch_size,), bool)
+    for step in range(max_length):
         logits = model({"encoder_inputs": encoder_inputs, "decoder_inputs": decoded})
-        next_token = ops.cast(ops.argmax(logits[:, -1], axis=-1), "int32")
-        next_token = ops.where(finished, 0, next_token)
-        outputs.append(next_token)
-        finished = ops.logical_or(finished, ops.equal(next_token, eos_id))
-        if bool(ops.convert_to_numpy(ops.all(finished))):
+        logits = ops.convert_to_numpy(logits[:, step])  # (B, V)
+        next_token = np.where(finished, 0, logits.argmax(axis=-1)).astype("int32")
+        tokens[:, step] = next_token
+        finished |= next_token == eos_id
+        if finished.all():
             break
-        decoded = ops.concatenate([decoded, next_token[:, None]], axis=1)
-    tokens = ops.stack(outputs, axis=1)
-    pad = max_length - ops.shape(tokens)[1]
-    return ops.pad(tokens, [[0, 0], [0, pad]])
+        if step + 1 < max_length:
+            decoded[:, step + 1] = next_token
+    return ops.convert_to_tensor(tokens)

@@ -64,6 +64,7 @@ def test_attribution_of_the_models_own_translation_and_bad_arguments(translator)
 
 
 @pytest.mark.slow
+@pytest.mark.cross_backend
 def test_tensorflow_and_jax_attribute_alike(translator):
     other = "jax" if keras.backend.backend() == "tensorflow" else "tensorflow"
     here = translator.attribute(SOURCE, TARGET, steps=8)

@@ -130,6 +130,7 @@ def test_cli_translates_arguments_and_stdin(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.cross_backend
 @pytest.mark.parametrize("folder", [TINY] + SHIPPED, ids=lambda p: p.name)
 def test_tensorflow_and_jax_produce_the_same_tokens(folder, tmp_path):
     other = "jax" if keras.backend.backend() == "tensorflow" else "tensorflow"

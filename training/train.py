@@ -633,10 +633,13 @@ def select_final_weights(config, vocabulary_size, checkpoints, state, valid_ds):
         `"average_last_3"`), its weights and every candidate's loss.
     """
     model = build_model(config, vocabulary_size)
+    # Compiled once: every candidate's loss comes from the same compiled
+    # evaluation (weights are replaced, not the program).
+    compile_model(model, config)
     candidates = {}
     last = epoch_checkpoints(checkpoints, state)[-config.average_last :]
     if len(last) > 1:
-        compile_model(average_checkpoints(model, last), config)
+        average_checkpoints(model, last)
         candidates[f"average_last_{len(last)}"] = (
             evaluate_loss(model, valid_ds),
             model.get_weights(),
@@ -648,7 +651,6 @@ def select_final_weights(config, vocabulary_size, checkpoints, state, valid_ds):
         logger.warning("No epoch had a finite validation loss")
         model.load_weights(epoch_checkpoints(checkpoints, state)[-1])
         name = f"last_epoch_{state.get('epoch', 0)}"
-    compile_model(model, config)
     candidates[name] = (evaluate_loss(model, valid_ds), model.get_weights())
     chosen = min(
         candidates,
