@@ -354,7 +354,8 @@ def test_one_tiny_training_run_end_to_end(tmp_path):
     # A stale epoch file from elsewhere: a fresh start must not average it.
     (out / "checkpoints").mkdir(parents=True)
     (out / "checkpoints" / "epoch_007.weights.h5").write_text("not weights")
-    config = tiny_config(out, "--epochs", "2", "--resume")
+    # Small batches: several steps in each epoch, so the loss falls.
+    config = tiny_config(out, "--epochs", "2", "--batch-tokens", "128", "--resume")
     metrics = train_lib.train(config, command="test")
     for name in ("model.keras", "spm.model", "spm.vocab.txt", "model_card.md"):
         assert (out / name).is_file(), name
@@ -384,7 +385,9 @@ def test_one_tiny_training_run_end_to_end(tmp_path):
 def test_numpy_input_pipeline_trains_without_tf_data(tmp_path):
     """`--input-pipeline numpy` (what machines without TensorFlow get)."""
     out = tmp_path / "model"
-    config = tiny_config(out, "--epochs", "2", "--input-pipeline", "numpy")
+    config = tiny_config(  # Small batches: several steps in each epoch.
+        out, "--epochs", "2", "--batch-tokens", "128", "--input-pipeline", "numpy"
+    )
     assert train_lib.input_pipeline(config) == "numpy"
     metrics = train_lib.train(config, command="test")
     assert metrics["input_pipeline"] == "numpy" and metrics["steps"] > 0
