@@ -172,6 +172,13 @@ def run_soak(server, models, minutes=10.0, clients=8, warmup_share=0.2, seed=0):
             for kind in sorted({r[1] for r in records})
         },
         "latency": harness.summarize_ms([r[2] for r in after if not r[3]]),
+        # Which requests wait: the same summary for each kind of request.
+        "latency_by_kind": {
+            kind: harness.summarize_ms(
+                [r[2] for r in after if r[1] == kind and not r[3]]
+            )
+            for kind in sorted({r[1] for r in after if not r[3]})
+        },
         "memory": memory,
         "programs": programs(server.output(chars=10**7)),
     }
