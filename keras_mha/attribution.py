@@ -17,8 +17,9 @@ Methods (`method=`):
   integration error, which `Attribution.completeness_error` reports.
 
 Every output piece's gradient is taken in one backward pass: the pair is
-repeated `T` times along the batch and row t differentiates its own `f_t`
-(with `steps` rows per output piece for integrated gradients). The gradient
+repeated along the batch and each row differentiates one `f_t` at one point
+of the path (`T` rows for gradient x input, `T * (steps + 2)` for
+integrated gradients), in chunks of a fixed number of rows. The gradient
 itself is the one place that names a backend (`_value_and_gradient`:
 `jax.value_and_grad` or `tf.GradientTape`); the whole computation is
 compiled with `keras_mha.decoding.compile_search`.
@@ -110,16 +111,25 @@ def _value_and_gradient(fn, x):
 
 def explained_values(model, encoder_inputs, decoder_inputs, labels, vectors, rows):
     """`(R,)` log-probability of `labels[r, rows[r]]` with token vectors
-    `vectors = (source (R, S, D), target (R, T, D))`."""
+    `vectors = (source (R, S, D), target (R, T, D))`.
+
+    Only row r's own position goes through the final normalisation and the
+    output projection: the other T - 1 positions' logits would be thrown
+    away (the decoder states of every position are still computed: later
+    positions are masked out of earlier ones, so they cost nothing in the
+    value, and the compiler drops what the result does not use)."""
     source, target = vectors
-    logits = model(
+    outputs = model(
         {"encoder_inputs": encoder_inputs, "decoder_inputs": decoder_inputs},
         token_vectors={"source": source, "target": target},
-    )  # (R, T, V)
-    log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
-    log_probs = ops.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
-    one_hot = ops.one_hot(rows, ops.shape(labels)[1])  # (R, T)
-    return ops.sum(log_probs * one_hot, axis=-1)  # (R,)
+        return_hidden_states=True,
+    )
+    hidden = outputs["hidden_states"][-1]  # (R, T, D) the last decoder layer
+    at = ops.take_along_axis(hidden, rows[:, None, None], axis=1)  # (R, 1, D)
+    logits = model.logits(at)[:, 0]  # (R, V)
+    log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)  # (R, V)
+    label = ops.take_along_axis(labels, rows[:, None], axis=1)  # (R, 1)
+    return ops.take_along_axis(log_probs, label, axis=-1)[:, 0]  # (R,)
 
 
 def _attribute(model, encoder_inputs, decoder_inputs, labels, rows, alphas):
@@ -171,8 +181,11 @@ class Attributor:
             which counts programs).
     """
 
-    # Padded source and target lengths: one compiled program per pair of
-    # buckets (and number of steps), whatever the sentence. Padding is exact:
+    # Padded lengths: source and target are padded to one bucket (the larger
+    # of the two), and the rows run in chunks of as many rows as the bucket
+    # is long (gradient x input of a pair: one chunk), so that both methods
+    # and every sentence of a bucket share one
+    # compiled program (4 for a model of `max_length` 64). Padding is exact:
     # padded source keys are masked and padded target positions come after
     # every real one (causal).
     LENGTH_BUCKETS = (8, 16, 32, 64, 128, 256, 512)
@@ -203,43 +216,48 @@ class Attributor:
             )
         check_integer("steps", steps, minimum=1)
         S, T = len(source_ids), len(labels)
-        padded_s = next((b for b in self.LENGTH_BUCKETS if b >= S), S)
-        padded_t = next((b for b in self.LENGTH_BUCKETS if b >= T), T)
-        padded_s = min(padded_s, self.model.max_length)
-        padded_t = min(padded_t, self.model.max_length)
-        source_ids = np.pad(np.asarray(source_ids, "int32"), (0, padded_s - S))
-        decoder_ids = np.pad(np.asarray(decoder_ids, "int32"), (0, padded_t - T))
-        labels = np.pad(np.asarray(labels, "int32"), (0, padded_t - T))
+        padded = next((b for b in self.LENGTH_BUCKETS if b >= max(S, T)), max(S, T))
+        padded = min(padded, self.model.max_length)
+        source_ids = np.pad(np.asarray(source_ids, "int32"), (0, padded - S))
+        decoder_ids = np.pad(np.asarray(decoder_ids, "int32"), (0, padded - T))
+        labels = np.pad(np.asarray(labels, "int32"), (0, padded - T))
+        # Rows: every output piece at the input itself (alpha 1), and for
+        # integrated gradients also at every point of the path and at the
+        # baseline (alpha 0).
         if method == "grad_x_input":
-            alphas = np.zeros((0,), "float32")
+            alphas, points = np.zeros((0,), "float32"), np.ones((1,), "float32")
         else:
             alphas = ((np.arange(steps) + 0.5) / steps).astype("float32")
-        # Rows: every output piece at every point of the path, then at the
-        # input itself (alpha 1) and at the baseline (alpha 0).
-        points = np.concatenate([alphas, [1.0, 0.0]]).astype("float32")
-        rows = np.repeat(np.arange(padded_t, dtype="int32"), len(points))  # (R,)
+            points = np.concatenate([[1.0, 0.0], alphas]).astype("float32")
+        rows = np.repeat(np.arange(T, dtype="int32"), len(points))  # (R,)
+        scales = np.tile(points, T)  # (R,)
+        chunk = padded
         R = len(rows)
-        values, source, target = self._compiled(
-            np.tile(source_ids, (R, 1)),
-            np.tile(decoder_ids, (R, 1)),
-            np.tile(labels, (R, 1)),
-            rows,
-            np.tile(points, padded_t),
+        filled = -(-R // chunk) * chunk  # R rounded up to whole chunks
+        rows = np.pad(rows, (0, filled - R))
+        scales = np.pad(scales, (0, filled - R))
+        tiled = [np.tile(x, (chunk, 1)) for x in (source_ids, decoder_ids, labels)]
+        parts = [
+            self._compiled(*tiled, rows[i : i + chunk], scales[i : i + chunk])
+            for i in range(0, filled, chunk)
+        ]
+        values, source, target = (
+            np.concatenate([np.asarray(p[j], "float64") for p in parts])[:R]
+            for j in range(3)
         )
-        # Rows of padded positions explain nothing: cut them and the padding.
-        values = np.asarray(values, "float64").reshape(padded_t, len(points))[:T]
-        source = np.asarray(source, "float64").reshape(padded_t, len(points), -1)
-        target = np.asarray(target, "float64").reshape(padded_t, len(points), -1)
-        source, target = source[:T, :, :S], target[:T, :, :T]
+        # Back to one row per output piece and point; padding cut.
+        values = values.reshape(T, len(points))
+        source = source.reshape(T, len(points), -1)[:, :, :S]
+        target = target.reshape(T, len(points), -1)[:, :, :T]
         if method == "grad_x_input":
-            return Attribution(method, source[:, -2], target[:, -2], values[:, -2])
-        # Each row holds e . g(alpha e); their mean over the path is the
+            return Attribution(method, source[:, 0], target[:, 0], values[:, 0])
+        # Each path row holds e . g(alpha e); their mean over the path is the
         # midpoint rule for the integral.
         return Attribution(
             method,
-            source[:, : len(alphas)].mean(axis=1),
-            target[:, : len(alphas)].mean(axis=1),
-            values=values[:, -2],
-            baseline_values=values[:, -1],
+            source[:, 2:].mean(axis=1),
+            target[:, 2:].mean(axis=1),
+            values=values[:, 0],
+            baseline_values=values[:, 1],
             steps=steps,
         )

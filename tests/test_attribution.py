@@ -52,6 +52,21 @@ def test_integrated_gradients_are_complete():
     assert errors[1] < errors[0]
 
 
+def test_both_methods_and_every_pair_of_a_length_bucket_share_one_program():
+    # Source and target are padded to one bucket and the rows run in chunks
+    # of a fixed size: the number of compiled programs is the number of
+    # buckets used, whatever the method, the steps or the sentence.
+    translator = Translator.load(TINY)
+    pairs = [(SOURCE, TARGET), ("Where?", "¿Dónde?"), ("Hello.", "Hola.")]
+    buckets = set()
+    for source, target in pairs:
+        for method, steps in (("grad_x_input", 16), ("integrated_gradients", 4)):
+            a = translator.attribute(source, target, method=method, steps=steps)
+            longest = max(len(a.source_tokens), len(a.target_tokens))
+            buckets.add(next(b for b in (8, 16, 32, 64) if b >= longest))
+    assert translator.compiled_programs == len(buckets)
+
+
 def test_attribution_of_the_models_own_translation_and_bad_arguments(translator):
     own = translator.attribute(SOURCE, method="grad_x_input")
     assert own.target_tokens == translator.translate(SOURCE).target_tokens
