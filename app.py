@@ -4,8 +4,10 @@ http://127.0.0.1:7860.
 Offers every folder of `saved_models/` (or `$KERAS_MHA_MODELS_DIR`) that
 holds a `model.keras`: their cards are read at once and the page that
 `explorer.build_demo` builds is served, while a background thread loads the
-default model and compiles its searches for the common shapes first, then
-the other models and longer sources. A request for a model that is not
+default model and compiles its programs for sources of up to 16 pieces
+first, then the other models, then the longer sources: once the log says
+`warm-up finished`, no request compiles (every program a request can need,
+`explorer.Service.warm_up`). A request for a model that is not
 ready waits for it (it holds the model's lock); the page says which models
 are still warming up. On JAX, compiled searches are kept in a persistent
 cache (`$KERAS_MHA_JAX_CACHE`, default `~/.cache/keras-mha/jax`), so that a
@@ -39,8 +41,8 @@ def warm_up_in_background(service, names, started):
             timing["compile_seconds"],
             time.perf_counter() - started,
         )
-    # Then the longer sources, model by model.
-    service.warm_up(names, source_lengths=(32,))
+    # Then the longer sources, model by model: after this no request compiles.
+    service.warm_up(names, source_lengths=(32, 64))
     logger.info(
         "warm-up finished in the background (%.1f s after start)",
         time.perf_counter() - started,

@@ -16,13 +16,23 @@ from keras_mha import Translator
 
 logger = logging.getLogger("explorer")
 
-# Compiled programs a model keeps at most. What the app asks for needs 36 at
-# most: greedy and the five beam sizes of `service.BEAM_SIZES` (6 searches,
-# all with the same recorded `top_k`) x 3 source-length buckets (16, 32, 64
-# pieces; one row per request), scoring x 3 source x 3 target buckets, and
-# the layer predictions' teacher-forced pass x 9 likewise; attribution
-# compiles apart (`Translator.attribute`, one program per pair length).
-MAX_PROGRAMS = 48
+# The beam sizes offered. Every model runs them all in one compiled beam
+# program of `max(BEAM_SIZES)` slots (`Translator(beam_slots=...)`).
+BEAM_SIZES = (2, 3, 4, 6, 8)
+# Every search and teacher-forced pass records this many candidates per
+# output piece, whatever a request asks for (its `top_k` is cut on the
+# host), so that `top_k` never makes the server compile.
+MAX_TOP_K = 10
+# Pieces each decoder layer would predict (logit lens), for Step by step;
+# every teacher-forced pass records them (`Translator(score_records=...)`).
+LAYER_PREDICTIONS = 3
+# Compiled programs a model keeps at most. What the app asks for needs 19 at
+# most: greedy and the beam program x 3 source-length buckets (16, 32, 64
+# pieces; one row per request) = 6, the teacher-forced pass (scoring, the
+# layer predictions and the head view, with the same options) x 3 source x 3
+# target buckets = 9, and attribution x 4 length buckets (8 to 64 pieces,
+# source and target padded to one bucket, both methods alike) = 4.
+MAX_PROGRAMS = 24
 
 LANGUAGES = {"de": "German", "en": "English", "es": "Spanish", "fr": "French"}
 CAPTIONS = "image captions"
@@ -85,7 +95,7 @@ class LazyTranslator:
         with self._lock:
             if self._translator is None:
                 start = time.perf_counter()
-                self._translator = Translator.load(self.folder, self.max_programs)
+                self._translator = load_translator(self.folder, self.max_programs)
                 self.load_seconds = time.perf_counter() - start
         return self._translator
 
@@ -93,6 +103,17 @@ class LazyTranslator:
         if name.startswith("__") or name in ("_translator", "_lock"):
             raise AttributeError(name)
         return getattr(self.load(), name)
+
+
+def load_translator(folder, max_programs=MAX_PROGRAMS):
+    """The `Translator` of a model folder as the app runs it: its compiled
+    programs bounded, every offered beam size in one beam program."""
+    return Translator.load(
+        folder,
+        max_programs,
+        beam_slots=max(BEAM_SIZES),
+        score_records=(MAX_TOP_K, LAYER_PREDICTIONS),
+    )
 
 
 def _check_folder(folder):
@@ -133,7 +154,7 @@ def load_models(models_dir, lazy=False):
                 _check_folder(folder)
                 translators[folder.name] = LazyTranslator(folder, MAX_PROGRAMS)
             else:
-                translators[folder.name] = Translator.load(folder, MAX_PROGRAMS)
+                translators[folder.name] = load_translator(folder)
         except Exception as error:  # Any broken file: report it, keep going.
             logger.exception("Could not load the model in %s", folder)
             failures[folder.name] = (

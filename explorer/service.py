@@ -16,7 +16,7 @@ import typing
 
 import gradio as gr
 
-from explorer.models import LazyTranslator
+from explorer.models import BEAM_SIZES, LAYER_PREDICTIONS, MAX_TOP_K, LazyTranslator
 from keras_mha.errors import InvalidArgumentError
 from keras_mha.tokens import EOS
 
@@ -32,18 +32,16 @@ TRUNCATED_INPUT = "The input was too long: only its beginning was translated."
 MAX_WAITING_PER_MODEL = 8
 # Longer inputs are cut before tokenizing; the model keeps fewer pieces anyway.
 MAX_INPUT_CHARS = 10_000
-# The beam sizes offered: each is one compiled search per source length.
-BEAM_SIZES = (2, 3, 4, 6, 8)
+# The beam sizes offered, the candidates every program records (a request's
+# `top_k` is cut on the host) and the layer predictions of Step by step:
+# `explorer.models`, which compiles the programs for them.
 MAX_BEAM_SIZE = max(BEAM_SIZES)
-# Every search records this many candidates per output piece, whatever a
-# request asks for (its `top_k` is cut on the host), so that `top_k` never
-# makes the server compile.
-MAX_TOP_K = 10
 # Candidates shown per output piece unless asked otherwise.
 TOP_K = 5
-# Pieces each decoder layer would predict (logit lens), for Step by step.
-LAYER_PREDICTIONS = 3
 DECODINGS = ("greedy", "beam")
+# The source-length buckets of the compiled programs (`keras_mha.Translator`
+# pads sources to 16, 32 and 64 pieces; the shipped models take 64).
+WARM_UP_LENGTHS = (16, 32, 64)
 ATTRIBUTION_METHODS = ("integrated_gradients", "grad_x_input")
 ATTRIBUTION_STEPS = 16  # Integrated gradients' steps unless asked otherwise.
 MAX_ATTRIBUTION_STEPS = 64
@@ -90,6 +88,24 @@ def _integer(value, name, low, high):
     if not low <= number <= high:
         raise user_error(f"`{name}` must be from {low} to {high}. Received: {number}")
     return number
+
+
+# The stages of `keras_mha.head_trace.trace_head` with one row per key.
+KEY_STAGES = (
+    "key_inputs",
+    "keys",
+    "values",
+    "products",
+    "dots",
+    "scaled",
+    "mask",
+    "weights",
+)
+
+
+def _bucket(length, limit):
+    """The padded length of the compiled programs' buckets for `length`."""
+    return min(next((b for b in WARM_UP_LENGTHS if b >= length), limit), limit)
 
 
 def _keep_top(translation, top_k):
@@ -308,6 +324,8 @@ class Service:
         else:
             target = str(target or "")[:MAX_INPUT_CHARS] or None
         start = time.perf_counter()
+        if target is None:  # The model's own, from the page's search program.
+            target = self.translate(source, model, top_k=0).translation.target_tokens
         try:
             with self.using(model):
                 found = translator.attribute(source, target, method=method, steps=steps)
@@ -343,23 +361,41 @@ class Service:
             target = pieces[: translator.model.max_length - 1]
         translation, _ = self.score(source, target, model, top_k=0)
         piece = translator.tokenizer.piece_to_id
-        ids = [[piece(p) for p in translation.source_tokens]]
-        decoder = [[piece(p) for p in translation.decoder_input_tokens]]
+        ids = [piece(p) for p in translation.source_tokens]
+        decoder = [piece(p) for p in translation.decoder_input_tokens]
+        # Padded to the length buckets (exact: padded keys are masked), so
+        # that the eager steps meet few shapes; then cut to the real pieces.
+        width = _bucket(max(len(ids), len(decoder)), translator.model.max_length)
         try:
             with self.using(model):
                 stages = trace_head(
-                    translator.model, ids, decoder, str(kind), layer, head, query
+                    translator.model,
+                    [ids + [0] * (width - len(ids))],
+                    [decoder + [0] * (width - len(decoder))],
+                    str(kind),
+                    layer,
+                    head,
+                    query,
                 )
         except InvalidArgumentError as error:
             raise user_error(error) from error
+        keys = len(ids) if kind != "decoder" else len(decoder)
+        for name in KEY_STAGES:
+            stages[name] = stages[name][:keys]
+        stages["positions"] = stages["positions"][
+            : len(ids) if kind == "encoder" else len(decoder)
+        ]
         return stages, translation, time.perf_counter() - start
 
-    def warm_up(self, names=None, source_lengths=(16, 32), beam_size=4):
-        """Loads and compiles what the app runs for the models `names`
-        (default: all), before their first request: the Translate view's
-        greedy request for sources of up to `source_lengths` pieces, then
-        beam search and scoring for the shortest. Each goes through the
-        request path, so that exactly the programs requests use are compiled.
+    def warm_up(self, names=None, source_lengths=WARM_UP_LENGTHS):
+        """Loads the models `names` (default: all) and compiles, for each
+        source-length bucket of `source_lengths`, every program a request
+        can need: greedy and beam search (every beam size: one program),
+        the teacher-forced pass for every target bucket (scoring, the layer
+        predictions, the head view), attribution (both methods: one
+        program) and the head view's eager steps. Each goes through the
+        request path, so that exactly the programs requests use are
+        compiled; a model is `warm` once the shortest bucket is done.
 
         Returns:
             `{name: {"load_seconds", "compile_seconds"}}`.
@@ -371,12 +407,25 @@ class Service:
             if isinstance(translator, LazyTranslator):
                 translator.load()
             loaded = time.perf_counter()
+            limit = translator.model.max_length
+            buckets = [b for b in WARM_UP_LENGTHS if b <= limit]
             for length in source_lengths:
+                if length > limit:
+                    continue
+                # A source of `length` pieces ("a" is one piece), targets of
+                # each bucket (n pieces and the end piece), attribution of a
+                # pair of this bucket and, for the shortest, of 8 pieces.
                 text = "a " * (length - 2)
                 self.translate(text, name, layer_predictions=LAYER_PREDICTIONS)
-            text = "a " * (min(source_lengths) - 2)
-            self.translate(text, name, "beam", beam_size)
-            self.score(text, text, name)
+                self.translate(text, name, "beam", MAX_BEAM_SIZE)
+                for target in buckets:
+                    self.score(text, ["▁a"] * (target - 2), name)
+                pairs = [length - 2] + ([6] if length == min(source_lengths) else [])
+                for n in pairs:
+                    self.attribute("a " * n, ["▁a"] * (n - 1), name, "grad_x_input")
+                self.head(text, ["▁a"] * (length - 2), name, "cross", 0, 0, 0)
+                if length == min(source_lengths):
+                    self.warm.add(name)
             self.warm.add(name)
             timings[name] = {
                 "load_seconds": round(loaded - start, 2),

@@ -103,6 +103,11 @@ class Search:
         start_finished: optional `(B,)` bool, rows that are finished before
             the first step (batch padding): they output nothing and the loop
             does not wait for them.
+        beam_widths: optional `(B,)` ints in 1..K (beam search): input b
+            keeps `beam_widths[b]` hypotheses, exactly a search of that beam
+            size, in the first slots; its other slots stay empty (never
+            live, ranked last). One compiled program then serves every beam
+            size up to K.
 
     Returns:
         A dict of tensors, per input (and per hypothesis for beam search,
@@ -186,6 +191,7 @@ class Search:
         prefix=None,
         prefix_lengths=None,
         start_finished=None,
+        beam_widths=None,
     ):
         K, T = self.beam_size, self.max_length
         batch_size, source_length = ops.shape(encoder_inputs)
@@ -241,6 +247,10 @@ class Search:
         live = self.initial_live(batch_size)
         if live is not None:
             state["live"] = live  # (R,)
+        if beam_widths is not None and K > 1:
+            # Slot k of input b is open while k < beam_widths[b].
+            widths = ops.cast(beam_widths, "int32")[:, None]  # (B, 1)
+            state["open"] = ops.reshape(ops.arange(K)[None] < widths, (-1,))  # (R,)
         H = model.num_heads
         if self.return_attention:
             state["decoder"] = ops.zeros((N, rows, H, T, T), "float32")
@@ -294,6 +304,9 @@ class Search:
         token, token_log_prob, parent, scores = self.choose(
             state, log_probs, forced, forced_token
         )
+        if "open" in state:
+            # A closed slot holds nothing: no score that could compete.
+            scores = ops.where(state["open"], scores, NEG_INF)
 
         # What each row saw at this step, and what it carries from before.
         step = {"cache": outputs[1]}  # N x (R, 2, T, H, K_d)
@@ -319,6 +332,8 @@ class Search:
                 ops.logical_or(ops.logical_not(was_finished), token == 0),
             )
             carried["live"] = ops.logical_and(carried["live"], allowed)
+            if "open" in state:
+                carried["live"] = ops.logical_and(carried["live"], state["open"])
         token = ops.where(was_finished, 0, token)
         token_log_prob = ops.where(was_finished, 0.0, token_log_prob)
         new_state = {
@@ -342,6 +357,8 @@ class Search:
         }
         if "live" in carried:
             new_state["live"] = carried["live"]
+        if "open" in state:
+            new_state["open"] = state["open"]
         for key in _STEP_RECORDS:
             if key in state:
                 axis = STATE_LAYOUT[key].step
@@ -384,6 +401,7 @@ STATE_LAYOUT = {
     "finished": Axes(row=0, step=None),  # (R,)
     "lengths": Axes(row=0, step=None),  # (R,)
     "live": Axes(row=0, step=None),  # (R,)
+    "open": Axes(row=0, step=None),  # (R,) a slot, not a hypothesis: never gathered
     "cache": Axes(row=0, step=None),  # N x (R, 2, T, H, K_d), `decode_step` writes it
     "decoder": Axes(row=1, step=3),  # (N, R, H, T, T)
     "cross": Axes(row=1, step=3),  # (N, R, H, T, S)
@@ -643,6 +661,7 @@ def beam_search(
     prefix_lengths=None,
     return_beam=False,
     start_finished=None,
+    beam_widths=None,
 ):
     """Beam search with the key/value cache; see `BeamSearch`."""
     search = BeamSearch(
@@ -656,7 +675,13 @@ def beam_search(
         return_beam=return_beam,
     )
     return search(
-        model, encoder_inputs, head_masks, prefix, prefix_lengths, start_finished
+        model,
+        encoder_inputs,
+        head_masks,
+        prefix,
+        prefix_lengths,
+        start_finished,
+        beam_widths,
     )
 
 

@@ -110,6 +110,27 @@ def clean_text(text):
     return " ".join(text.split())
 
 
+def _keep_asked(out, top_k, return_attention, layer_predictions):
+    """A teacher-forced pass's outputs cut to what a call asked for (a
+    program may record more: `Translator(score_records=...)`)."""
+    out = dict(out)
+    for key, k in (
+        ("alternative_ids", top_k),
+        ("alternative_log_probs", top_k),
+        ("layer_ids", layer_predictions),
+        ("layer_log_probs", layer_predictions),
+    ):
+        if key in out:
+            if k:
+                out[key] = out[key][..., :k]
+            else:
+                del out[key]
+    if not return_attention:
+        for key in ATTENTION_KINDS:
+            out.pop(key, None)
+    return out
+
+
 def _bucket(value, buckets):
     return next((b for b in buckets if b >= value), value)
 
@@ -126,6 +147,17 @@ class Translator:
         max_programs: the most compiled programs (one per search setting
             and input shape) kept at once; reaching it drops them all, to be
             compiled again when next asked for. `None`: no limit.
+        beam_slots: with an int K, every beam search of a beam size up to
+            K runs in one compiled program of K slots (the same hypotheses
+            as a search of that size; the work of K beams), so that a server
+            offering several beam sizes compiles one beam program per shape.
+            `None`: one program per beam size, each doing only its own work.
+        score_records: with `(k, m)`, every teacher-forced pass (`score`,
+            and the layer predictions of `translate`) that asks for at most
+            k candidates and m layer predictions runs one compiled program
+            that records k candidates, m layer predictions and the
+            attention, and keeps what the call asked for. `None`: one
+            program per combination asked for, each recording only that.
 
     Example:
 
@@ -134,9 +166,31 @@ class Translator:
     '¿Cómo estás?'
     """
 
-    def __init__(self, model, tokenizer, card=None, name="model", max_programs=None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        card=None,
+        name="model",
+        max_programs=None,
+        beam_slots=None,
+        score_records=None,
+    ):
         if max_programs is not None:
             check_integer("max_programs", max_programs, minimum=1)
+        if beam_slots is not None:
+            check_integer("beam_slots", beam_slots, minimum=1)
+        if score_records is not None:
+            score_records = tuple(score_records)
+            if len(score_records) != 2:
+                raise InvalidArgumentError(
+                    "`score_records` must be (top_k, layer_predictions). "
+                    f"Received: score_records={score_records!r}"
+                )
+            check_integer("score_records[0]", score_records[0], minimum=0)
+            check_integer("score_records[1]", score_records[1], minimum=0)
+        self.beam_slots = beam_slots
+        self.score_records = score_records
         self.model = model
         self.tokenizer = tokenizer
         self.card = card or {}
@@ -175,7 +229,7 @@ class Translator:
         return run
 
     @classmethod
-    def load(cls, path, max_programs=None):
+    def load(cls, path, max_programs=None, beam_slots=None, score_records=None):
         """Loads `model.keras`, `spm.model` and `metrics.json` from a folder.
 
         Raises:
@@ -197,7 +251,15 @@ class Translator:
         card = {}
         if (path / "metrics.json").is_file():
             card = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
-        return cls(model, tokenizer, card, name=path.name, max_programs=max_programs)
+        return cls(
+            model,
+            tokenizer,
+            card,
+            name=path.name,
+            max_programs=max_programs,
+            beam_slots=beam_slots,
+            score_records=score_records,
+        )
 
     # ------------------------------------------------------------ helpers
     @property
@@ -213,8 +275,15 @@ class Translator:
                         ["a " * (length - 2)] * batch_size, beam_size, top_k=top_k
                     )
 
+    def _slots(self, beam_size):
+        """The slots of the compiled search that runs `beam_size` beams."""
+        if self.beam_slots and 1 < beam_size <= self.beam_slots:
+            return self.beam_slots
+        return beam_size
+
     def _search(self, beam_size, max_length, length_penalty, options):
         """The compiled search for these settings (built once, then reused)."""
+        beam_size = self._slots(beam_size)
         # Greedy search has no length penalty: one program for every value.
         alpha = float(length_penalty) if beam_size > 1 else None
         key = ("search", beam_size, max_length, alpha, options)
@@ -443,7 +512,7 @@ class Translator:
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             batch = [(encoded[i][0], encoded[i][1], prefixes[i]) for i in chunk]
-            out = self._run_search(search, batch, head_masks, max_length)
+            out = self._run_search(search, batch, head_masks, max_length, beam_size)
             for row, i in enumerate(chunk):
                 results[i] = self._translation(out, row, batch[row], n_best)
         if layer_predictions and order:
@@ -539,8 +608,9 @@ class Translator:
             arrays.append(array)
         return arrays, np.arange(padded_batch) >= count
 
-    def _run_search(self, search, batch, head_masks, max_length):
-        """Pads one batch of `(ids, truncated, prefix_ids)` and runs `search`."""
+    def _run_search(self, search, batch, head_masks, max_length, beam_size=1):
+        """Pads one batch of `(ids, truncated, prefix_ids)` and runs `search`
+        (with `beam_size` hypotheses per input where its slots are more)."""
         (source, prefix), padding = self._pad_batch(
             [
                 ([ids for ids, _, _ in batch], None),
@@ -551,7 +621,11 @@ class Translator:
         prefix_lengths[: len(batch)] = [len(p) for _, _, p in batch]
         # Padding rows start finished (and force nothing), so the loop's
         # early stop waits for the real rows only.
-        out = search(source, head_masks, prefix, prefix_lengths, padding)
+        widths = None
+        if self.beam_slots and 1 < beam_size <= self.beam_slots:
+            # Always given to a shared program, so that it compiles once.
+            widths = np.full((len(padding),), beam_size, "int32")
+        out = search(source, head_masks, prefix, prefix_lengths, padding, widths)
         return {k: np.asarray(v) for k, v in out.items()}
 
     def _translation(self, out, row, item, n_best):
@@ -767,12 +841,18 @@ class Translator:
                     f"model scores at most max_length={limit}"
                 )
             items.append((ids, truncated, labels))
-        scorer = self._scorer(top_k, bool(return_attention), layer_predictions)
+        asked = (top_k, bool(return_attention), layer_predictions)
+        recorded = asked
+        if self.score_records:
+            k, m = self.score_records
+            if top_k <= k and layer_predictions <= m:
+                recorded = (k, True, m)
+        scorer = self._scorer(*recorded)
         head_masks = self._head_masks(disabled_heads)
         results = []
         for start in range(0, len(items), batch_size):
             batch = items[start : start + batch_size]
-            out = self._run_scorer(scorer, batch, head_masks)
+            out = _keep_asked(self._run_scorer(scorer, batch, head_masks), *asked)
             for row, (ids, truncated, labels) in enumerate(batch):
                 S, T = len(ids), len(labels)
                 attention = {}

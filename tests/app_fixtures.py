@@ -36,12 +36,9 @@ CHROMIUM_ARGS = [
 def tiny_demo():
     """`(demo, translators)` of the app on the fixture model, built in-process."""
     from explorer import build_demo
-    from explorer.models import MAX_PROGRAMS
-    from keras_mha import Translator
+    from explorer.models import load_translator
 
-    translators = {
-        TINY_MODEL: Translator.load(FIXTURE_MODELS / TINY_MODEL, MAX_PROGRAMS)
-    }
+    translators = {TINY_MODEL: load_translator(FIXTURE_MODELS / TINY_MODEL)}
     return build_demo(translators), translators
 
 

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import pathlib
+import random
 import re
 import shutil
 import sys
@@ -848,13 +849,41 @@ def test_no_request_makes_the_server_compile_without_bound(demo):
     assert service.compiled_programs()[TINY_MODEL] == translator.compiled_programs
     # One greedy search for this length, and its layer predictions' pass.
     assert after_greedy <= before + 2
-    # One search per beam size (the layer predictions' pass may meet another
-    # target length).
-    assert translator.compiled_programs <= after_greedy + 5 + 2
+    # One beam program for every beam size (the layer predictions' pass may
+    # meet another target length).
+    assert translator.compiled_programs <= after_greedy + 1 + 2
     assert translator.compiled_programs <= models.MAX_PROGRAMS
     assert translator.max_programs == models.MAX_PROGRAMS
     with pytest.raises(gr.Error, match="must be one of 2, 3, 4, 6, 8"):
         demo.api["translate"](SENTENCE, TINY_MODEL, "beam", 5)
+
+
+def test_after_the_warm_up_no_request_compiles():
+    # The warm-up compiles every program a request can need: afterwards any
+    # mix of requests, of any length and option, compiles nothing.
+    demo, translators = tiny_demo()
+    service, translator = demo.service, translators[TINY_MODEL]
+    service.warm_up()
+    warmed = translator.compiled_programs
+    assert 0 < warmed <= models.MAX_PROGRAMS
+    rng = random.Random(0)
+    words = "the old man gave his granddaughter a red bicycle for her birthday"
+    words, spanish = words.split(), "el viejo le dio a su nieta una bici roja".split()
+    for _ in range(25):
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 40)))
+        own = service.translate(
+            text, TINY_MODEL, top_k=rng.randint(0, 10), prefix=rng.choice([None, "El"])
+        ).translation
+        service.translate(text, TINY_MODEL, "beam", rng.choice(models.BEAM_SIZES))
+        target = " ".join(rng.choice(spanish) for _ in range(rng.randint(1, 4)))
+        service.score(text, target, TINY_MODEL, top_k=rng.randint(0, 10))
+        method = rng.choice(("grad_x_input", "integrated_gradients"))
+        service.attribute(text, rng.choice(["", target]), TINY_MODEL, method, 4)
+        kind = rng.choice(("encoder", "decoder", "cross"))
+        service.head(text, own.target_tokens, TINY_MODEL, kind, 0, 0, 0)
+    service.head_importance(text, own.target_tokens, TINY_MODEL)
+    assert translator.compiled_programs == warmed
+    assert translator.programs_dropped == 0
 
 
 def test_a_translator_drops_its_programs_at_the_cap():

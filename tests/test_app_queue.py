@@ -8,9 +8,8 @@ import pytest
 from gradio_client import Client
 
 from explorer import build_demo
-from explorer.models import MAX_PROGRAMS
+from explorer.models import load_translator
 from explorer.service import MAX_WAITING_PER_MODEL
-from keras_mha import Translator
 from tests.app_fixtures import FIXTURE_MODELS, TINY_MODEL
 
 pytestmark = pytest.mark.slow
@@ -21,8 +20,8 @@ SENTENCE = "Where is the train station?"
 def two_models():
     """The app serving the fixture model twice, as "busy" and "free", with
     "busy" stopped in `translate` until `release` is set."""
-    busy = Translator.load(FIXTURE_MODELS / TINY_MODEL, MAX_PROGRAMS)
-    free = Translator.load(FIXTURE_MODELS / TINY_MODEL, MAX_PROGRAMS)
+    busy = load_translator(FIXTURE_MODELS / TINY_MODEL)
+    free = load_translator(FIXTURE_MODELS / TINY_MODEL)
     release, entered = threading.Event(), threading.Event()
     translate = busy.translate
 

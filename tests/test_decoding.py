@@ -346,6 +346,7 @@ def test_the_loop_state_has_one_declared_layout(model, source, monkeypatch):
         top_k=2,
         return_beam=True,
         return_attention=True,
+        beam_widths=np.full((B,), 2),
     )
     assert set(seen) - {"index", "scores"} == set(STATE_LAYOUT)
     for key, axes in STATE_LAYOUT.items():

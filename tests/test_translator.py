@@ -489,3 +489,52 @@ def test_greedy_search_compiles_one_program_for_every_length_penalty(translator)
     translator.translate("Hi there!", beam_size=2, length_penalty=1.0)
     translator.translate("Hi there!", beam_size=2, length_penalty=0.0)
     assert translator.compiled_programs == programs + 2
+
+
+def _beam_record(translation):
+    """What a beam search shows: each hypothesis, the tree and the
+    alternatives (pieces), and the scores of both."""
+    hypotheses = [translation, *translation.n_best]
+    pieces = (
+        [h.target_tokens for h in hypotheses],
+        [h.beam_slot for h in hypotheses],
+        [[(s["parent"], s["piece"]) for s in step] for step in translation.beam_steps],
+        [[piece for piece, _ in step] for step in translation.alternatives],
+    )
+    scores = [h.score for h in hypotheses] + [
+        s["score"] for step in translation.beam_steps for s in step
+    ]
+    return pieces, np.array(scores)
+
+
+def test_beam_slots_run_every_beam_size_in_one_program_with_the_same_results():
+    # A server offering several beam sizes compiles one beam program of K
+    # slots; each beam size k <= K finds exactly what a search of k finds.
+    shared = Translator.load(TINY, beam_slots=6)
+    plain = Translator.load(TINY)
+    sources = ["I love you.", "Where is the station?", "Hi!"]
+    for beam_size in (2, 3, 4, 6):
+        for prefix in (None, "Te"):
+            options = dict(
+                beam_size=beam_size,
+                n_best=beam_size,
+                return_beam=True,
+                top_k=3,
+                max_length=12,
+                prefix=prefix,
+                return_attention=True,
+            )
+            got = shared.translate(sources, **options)
+            want = plain.translate(sources, **options)
+            for a, b in zip(got, want):
+                (pieces_a, scores_a), (pieces_b, scores_b) = map(_beam_record, (a, b))
+                assert pieces_a == pieces_b
+                np.testing.assert_allclose(scores_a, scores_b, atol=1e-4)
+                np.testing.assert_allclose(
+                    a.attention["cross"], b.attention["cross"], atol=1e-6
+                )
+    # One beam program for the four beam sizes (one source bucket).
+    assert shared.compiled_programs == 1
+    assert plain.compiled_programs == 4
+    with pytest.raises(ValueError, match="beam_slots"):
+        Translator.load(TINY, beam_slots=0)
