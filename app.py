@@ -4,8 +4,9 @@ http://127.0.0.1:7860.
 Offers every folder of `saved_models/` (or `$KERAS_MHA_MODELS_DIR`) that
 holds a `model.keras`: their cards are read at once and the page that
 `explorer.build_demo` builds is served, while a background thread loads the
-default model and compiles its programs for sources of up to 16 pieces
-first, then the other models, then the longer sources: once the log says
+default model and compiles what its Translate button needs for sources of
+up to 16 pieces first, then every kind of request for each model, then the
+longer sources: once the log says
 `warm-up finished`, no request compiles (every program a request can need,
 `explorer.Service.warm_up`). A request for a model that is not
 ready waits for it (it holds the model's lock); the page says which models
@@ -32,6 +33,18 @@ logger = logging.getLogger("app")
 
 
 def warm_up_in_background(service, names, started):
+    # What the first answer needs comes first: the default model's Translate
+    # button for short sources; then every kind of request, model by model.
+    first = service.warm_up(names[:1], source_lengths=(16,), kinds=("translate",))
+    for name, timing in first.items():
+        logger.info(
+            "warm-up: first answer ready on %s: loaded in %.2f s, compiled in "
+            "%.2f s (%.2f s after start)",
+            name,
+            timing["load_seconds"],
+            timing["compile_seconds"],
+            time.perf_counter() - started,
+        )
     for name in names:
         timing = service.warm_up([name], source_lengths=(16,))[name]
         logger.info(

@@ -42,6 +42,7 @@ DECODINGS = ("greedy", "beam")
 # The source-length buckets of the compiled programs (`keras_mha.Translator`
 # pads sources to 16, 32 and 64 pieces; the shipped models take 64).
 WARM_UP_LENGTHS = (16, 32, 64)
+WARM_UP_KINDS = ("translate", "beam", "score", "attribute", "head")
 ATTRIBUTION_METHODS = ("integrated_gradients", "grad_x_input")
 ATTRIBUTION_STEPS = 16  # Integrated gradients' steps unless asked otherwise.
 MAX_ATTRIBUTION_STEPS = 64
@@ -387,15 +388,17 @@ class Service:
         ]
         return stages, translation, time.perf_counter() - start
 
-    def warm_up(self, names=None, source_lengths=WARM_UP_LENGTHS):
+    def warm_up(self, names=None, source_lengths=WARM_UP_LENGTHS, kinds=WARM_UP_KINDS):
         """Loads the models `names` (default: all) and compiles, for each
         source-length bucket of `source_lengths`, every program a request
-        can need: greedy and beam search (every beam size: one program),
-        the teacher-forced pass for every target bucket (scoring, the layer
-        predictions, the head view), attribution (both methods: one
-        program) and the head view's eager steps. Each goes through the
+        of `kinds` can need: `"translate"` greedy search and the layer
+        predictions (the Translate button), `"beam"` (every beam size: one
+        program), `"score"` the teacher-forced pass for every target bucket
+        (scoring, the head view), `"attribute"` (both methods: one program)
+        and `"head"` the head view's eager steps. Each goes through the
         request path, so that exactly the programs requests use are
-        compiled; a model is `warm` once the shortest bucket is done.
+        compiled; a model is `warm` once every kind of its shortest bucket
+        is.
 
         Returns:
             `{name: {"load_seconds", "compile_seconds"}}`.
@@ -415,18 +418,22 @@ class Service:
                 # A source of `length` pieces ("a" is one piece), targets of
                 # each bucket (n pieces and the end piece), attribution of a
                 # pair of this bucket and, for the shortest, of 8 pieces.
-                text = "a " * (length - 2)
-                self.translate(text, name, layer_predictions=LAYER_PREDICTIONS)
-                self.translate(text, name, "beam", MAX_BEAM_SIZE)
-                for target in buckets:
-                    self.score(text, ["▁a"] * (target - 2), name)
-                pairs = [length - 2] + ([6] if length == min(source_lengths) else [])
-                for n in pairs:
-                    self.attribute("a " * n, ["▁a"] * (n - 1), name, "grad_x_input")
-                self.head(text, ["▁a"] * (length - 2), name, "cross", 0, 0, 0)
-                if length == min(source_lengths):
+                text, pieces = "a " * (length - 2), ["▁a"] * (length - 2)
+                if "translate" in kinds:
+                    self.translate(text, name, layer_predictions=LAYER_PREDICTIONS)
+                if "beam" in kinds:
+                    self.translate(text, name, "beam", MAX_BEAM_SIZE)
+                if "score" in kinds:
+                    for target in buckets:
+                        self.score(text, ["▁a"] * (target - 2), name)
+                if "attribute" in kinds:
+                    shortest = length == min(WARM_UP_LENGTHS)
+                    for n in [length - 2] + ([6] if shortest else []):
+                        self.attribute("a " * n, ["▁a"] * (n - 1), name, "grad_x_input")
+                if "head" in kinds:
+                    self.head(text, pieces, name, "cross", 0, 0, 0)
+                if length == min(WARM_UP_LENGTHS) and set(kinds) >= set(WARM_UP_KINDS):
                     self.warm.add(name)
-            self.warm.add(name)
             timings[name] = {
                 "load_seconds": round(loaded - start, 2),
                 "compile_seconds": round(time.perf_counter() - loaded, 2),
