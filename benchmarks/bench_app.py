@@ -76,6 +76,9 @@ class Settings:
     clients: tuple = (1, 4, 16)  # Concurrent clients, one level at a time.
     requests: int = 32  # Timed requests per endpoint and level.
     startup_timeout: float = 300.0  # Seconds to wait for the first answer.
+    # Seconds to wait for the server's whole warm-up (every model, every
+    # program a request can need).
+    warmup_timeout: float = 1200.0
     request_timeout: float = 120.0  # Seconds to wait for one answer.
 
 
@@ -91,6 +94,10 @@ def new_client(url):
 
 
 STARTUP_LINE = re.compile(r"startup: imports ([\d.]+) s, page built ([\d.]+) s")
+FIRST_LINE = re.compile(
+    r"warm-up: first answer ready on (\S+): loaded in ([\d.]+) s, compiled in "
+    r"([\d.]+) s"
+)
 WARM_LINE = re.compile(
     r"warm-up: (\S+) loaded in ([\d.]+) s, compiled in ([\d.]+) s "
     r"\(([\d.]+) s after start\)"
@@ -113,6 +120,9 @@ def cold_start(server, model, settings):
     if found:
         result["imports_seconds"] = float(found[1])
         result["build_seconds"] = float(found[2])
+    found = FIRST_LINE.search(log)
+    if found:
+        result["first_answer_compile_seconds"] = float(found[3])
     result["models"] = {
         name: {
             "load_seconds": float(load),
@@ -183,7 +193,8 @@ def run_soak_worker(args):
         env = {"KERAS_MHA_JAX_CACHE": cache}
         with LiveServer(args.models_dir, env, app=args.app) as server:
             server.wait_until_up(FULL.startup_timeout)
-            server.wait_for_output("warm-up finished", FULL.startup_timeout)
+            server.wait_for_output("warm-up finished", FULL.warmup_timeout)
+            warm = round(time.perf_counter() - server.started, 1)
             models = sorted(
                 p.name
                 for p in pathlib.Path(args.models_dir).iterdir()
@@ -192,12 +203,14 @@ def run_soak_worker(args):
             result = soak.run_soak(
                 server, models, minutes=args.soak_minutes, clients=args.soak_clients
             )
+            result["server_warm_seconds"] = warm
     harness.log(f"[{backend}] soak: {result}")
     return {"soak": result}
 
 
 SOAK_METRICS = (
     ("requests", "soak.requests", "", 0),
+    ("server warm-up (every program compiled), s", "soak.server_warm_seconds", "", 1),
     ("requests after warm-up", "soak.requests_after_warmup", "", 0),
     ("errors", "soak.errors", "0", 0),
     ("latency p50 after warm-up, ms", "soak.latency.median_ms", "", 0),
@@ -230,7 +243,8 @@ def run_worker(args, settings):
             result["cold_start_seconds"] = cold["answer_seconds"]
             harness.log(f"[{backend}] cold start {cold}")
             # Latency without the background warm-up of the other models.
-            server.wait_for_output("warm-up finished", settings.startup_timeout)
+            server.wait_for_output("warm-up finished", settings.warmup_timeout)
+            result["warm_seconds"] = round(time.perf_counter() - server.started, 1)
             result["levels"] = measure_levels(server, args.model, settings, backend)
             result["memory"] = server.memory_mb()
         harness.log(f"[{backend}] memory {result['memory']}")
@@ -257,7 +271,13 @@ def metrics(settings, model):
             1,
         ),
         (
-            "first start: default model compiled, s",
+            "first start: default model's Translate compiled, s",
+            "first_start.first_answer_compile_seconds",
+            "",
+            1,
+        ),
+        (
+            "first start: default model, every request kind compiled, s",
             f"first_start.models.{model}.compile_seconds",
             "",
             1,
@@ -268,7 +288,8 @@ def metrics(settings, model):
             "",
             1,
         ),
-        ("cold start: first answer, s", "cold_start_seconds", "<= 15", 1),
+        ("cold start: first answer, s", "cold_start_seconds", "", 1),
+        ("cold start: every model warm (nothing to compile), s", "warm_seconds", "", 1),
         ("peak memory (VmHWM), MB", "memory.peak_mb", "<= 2048", 0),
     ]
     for count in settings.clients:
@@ -328,13 +349,15 @@ def main(argv=None):
         return 1
     backends = harness.run_workers(__file__, args.backends)
     if args.soak:
+        from explorer.models import MAX_PROGRAMS
+
         rows = list(SOAK_METRICS)
         for result in backends.values():
             for name in harness.lookup(result, "soak.programs") or {}:
                 label = f"compiled programs, {name}"
                 path = f"soak.programs.{name}"
                 if all(r[0] != label for r in rows):
-                    rows.append((label, path, "<= 48", 0))
+                    rows.append((label, path, f"<= {MAX_PROGRAMS}", 0))
         table = harness.metric_table(rows, backends)
         print(table)
         settings = dict(

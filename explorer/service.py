@@ -393,12 +393,12 @@ class Service:
         source-length bucket of `source_lengths`, every program a request
         of `kinds` can need: `"translate"` greedy search and the layer
         predictions (the Translate button), `"beam"` (every beam size: one
-        program), `"score"` the teacher-forced pass for every target bucket
-        (scoring, the head view), `"attribute"` (both methods: one program)
-        and `"head"` the head view's eager steps. Each goes through the
-        request path, so that exactly the programs requests use are
-        compiled; a model is `warm` once every kind of its shortest bucket
-        is.
+        program), `"score"` the teacher-forced pass (scoring, the head
+        view; source and target share a bucket), `"attribute"` (both
+        methods: one program) and `"head"` the head view's eager steps.
+        Each goes through the request path, so that exactly the programs
+        requests use are compiled; a model is `warm` once every kind of its
+        shortest bucket is.
 
         Returns:
             `{name: {"load_seconds", "compile_seconds"}}`.
@@ -411,21 +411,19 @@ class Service:
                 translator.load()
             loaded = time.perf_counter()
             limit = translator.model.max_length
-            buckets = [b for b in WARM_UP_LENGTHS if b <= limit]
             for length in source_lengths:
                 if length > limit:
                     continue
-                # A source of `length` pieces ("a" is one piece), targets of
-                # each bucket (n pieces and the end piece), attribution of a
-                # pair of this bucket and, for the shortest, of 8 pieces.
+                # A source of `length` pieces ("a" is one piece), a target of
+                # as many (with the end piece), attribution of a pair of this
+                # bucket and, for the shortest, of 8 pieces.
                 text, pieces = "a " * (length - 2), ["▁a"] * (length - 2)
                 if "translate" in kinds:
                     self.translate(text, name, layer_predictions=LAYER_PREDICTIONS)
                 if "beam" in kinds:
                     self.translate(text, name, "beam", MAX_BEAM_SIZE)
                 if "score" in kinds:
-                    for target in buckets:
-                        self.score(text, ["▁a"] * (target - 2), name)
+                    self.score(text, pieces, name)
                 if "attribute" in kinds:
                     shortest = length == min(WARM_UP_LENGTHS)
                     for n in [length - 2] + ([6] if shortest else []):

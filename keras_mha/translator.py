@@ -890,12 +890,18 @@ class Translator:
         return results
 
     def _run_scorer(self, scorer, batch, head_masks):
-        """Pads one batch of `(ids, truncated, labels)` and runs `scorer`."""
+        """Pads one batch of `(ids, truncated, labels)` and runs `scorer`.
+
+        Source and target are padded to one length bucket, the larger of
+        theirs, so that a pass compiles one program per bucket rather than
+        one per pair of buckets."""
+        longest = max(max(len(ids), len(labels)) for ids, _, labels in batch)
+        width = min(_bucket(longest, _LENGTH_BUCKETS), self.model.max_length)
         (source, decoder_inputs, labels), _ = self._pad_batch(
             [
-                ([ids for ids, _, _ in batch], None),
-                ([[self.bos_id] + labels[:-1] for _, _, labels in batch], None),
-                ([labels for _, _, labels in batch], None),
+                ([ids for ids, _, _ in batch], width),
+                ([[self.bos_id] + labels[:-1] for _, _, labels in batch], width),
+                ([labels for _, _, labels in batch], width),
             ]
         )
         out = scorer(source, decoder_inputs, labels, head_masks)
