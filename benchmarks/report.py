@@ -92,7 +92,12 @@ SECTIONS = {
         "gradients (16 steps). Deleting the top-ranked word and scoring the "
         "same translation again gives the drop of that piece's log-probability; "
         "the random baseline is the mean drop over all words of the source. A "
-        "larger drop means the explanation found a word the piece depends on.",
+        "larger drop means the explanation found a word the piece depends on. "
+        "The summary says whether the app's default attribution method "
+        "(integrated gradients) beats attention averaging; in the run shown it "
+        "does not: deleting the word that attention ranks first costs a piece "
+        "more log-probability than deleting the word either attribution method "
+        "ranks first, though all three are far above a random word.",
     ),
     "bench_app": (
         "The app under load",
