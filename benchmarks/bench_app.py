@@ -358,6 +358,14 @@ def main(argv=None):
                 path = f"soak.programs.{name}"
                 if all(r[0] != label for r in rows):
                     rows.append((label, path, f"<= {MAX_PROGRAMS}", 0))
+        # Which requests wait: p95 and max after warm-up of each kind.
+        for result in backends.values():
+            for kind in harness.lookup(result, "soak.latency_by_kind") or {}:
+                for stat, key in (("p95", "p95_ms"), ("max", "max_ms")):
+                    label = f"{kind}: latency {stat} after warm-up, ms"
+                    path = f"soak.latency_by_kind.{kind}.{key}"
+                    if all(r[0] != label for r in rows):
+                        rows.append((label, path, "", 0))
         table = harness.metric_table(rows, backends)
         print(table)
         settings = dict(
