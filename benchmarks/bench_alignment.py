@@ -113,9 +113,27 @@ def measure(
             results[f"attribution:{name}{rule}"] = {
                 k: round(100 * v, 1) for k, v in scores.items()
             }
+    # A reference that reads no model: target word j linked to the source
+    # word at the same relative position (round(j * S / T)).
+    diagonal = [
+        {
+            (min(len(src) - 1, round(j * len(src) / len(tgt))), j)
+            for j in range(len(tgt))
+        }
+        for src, tgt in (
+            (alignment.source_words(t), alignment.target_words(t)) for t, _ in kept
+        )
+    ]
+    baselines = {
+        "diagonal (no model)": {
+            k: round(100 * v, 1)
+            for k, v in alignment.alignment_scores(diagonal, sure).items()
+        }
+    }
     return {
         "model": pathlib.Path(model_dir).name,
         "gold": gold_path.name,
+        "baselines": baselines,
         "pairs": len(pairs),
         "pairs_used": len(kept),
         "left_out": left_out,
@@ -248,6 +266,13 @@ def table_of(sets, top=12):
             cells.append(f"{r['aer']} / {r['precision']} / {r['recall']}")
         cells.append(str(summary["mean_aer"][method]))
         rows.append(cells)
+    for name in sets[0].get("baselines", {}):
+        cells, total = [name], 0.0
+        for s in sets:
+            r = s["baselines"][name]
+            cells.append(f"{r['aer']} / {r['precision']} / {r['recall']}")
+            total += r["aer"]
+        rows.append(cells + [str(round(total / len(sets), 2))])
     return harness.markdown_table(headers, rows)
 
 
