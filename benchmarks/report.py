@@ -119,15 +119,13 @@ SECTIONS = {
         "app.py` with the shipped models, a mix of every public endpoint "
         "(translate with every decoding option, top_k 0–10 and prefixes, "
         "score, align, attention, head, attribute) and permalinks, inputs of "
-        "1 to 300 characters (`benchmarks/soak.py`). Latencies are those "
-        "after the first fifth of the run (warm-up); memory is the server's resident "
-        "set; compiled programs are what each model keeps (bounded by "
-        "`explorer.models.MAX_PROGRAMS`). On TensorFlow each compiled "
-        "search is an XLA program that takes seconds to compile under the "
-        "model's lock and stays in memory: the programs a model compiles "
-        "after the warm-up (bounded, but not yet all compiled) are the "
-        "likely source of the long waits and the memory growth of a "
-        "TensorFlow run (not yet measured per request kind).",
+        "1 to 300 characters (`benchmarks/soak.py`). The workload starts once "
+        "the server logs `warm-up finished` (every program a request can need "
+        "is then compiled; the row says how many seconds after start); "
+        "latencies are those after the first fifth of the run, overall and "
+        "per kind of request; memory is the server's resident set; compiled "
+        "programs are what each model keeps (bounded by "
+        "`explorer.models.MAX_PROGRAMS`).",
     ),
     "bench_browser": (
         "The page in a browser",
