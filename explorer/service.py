@@ -104,11 +104,6 @@ KEY_STAGES = (
 )
 
 
-def _bucket(length, limit):
-    """The padded length of the compiled programs' buckets for `length`."""
-    return min(next((b for b in WARM_UP_LENGTHS if b >= length), limit), limit)
-
-
 def _keep_top(translation, top_k):
     """Cuts a translation's recorded candidates to the `top_k` asked for."""
     translation.alternatives = [step[:top_k] for step in translation.alternatives]
@@ -366,7 +361,7 @@ class Service:
         decoder = [piece(p) for p in translation.decoder_input_tokens]
         # Padded to the length buckets (exact: padded keys are masked), so
         # that the eager steps meet few shapes; then cut to the real pieces.
-        width = _bucket(max(len(ids), len(decoder)), translator.model.max_length)
+        width = translator.padded_length(max(len(ids), len(decoder)))
         try:
             with self.using(model):
                 stages = trace_head(

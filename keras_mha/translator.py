@@ -578,6 +578,12 @@ class Translator:
         }
         return Translation("", [], [], [], 0.0, [], False, zeros)
 
+    def padded_length(self, length):
+        """The length a sequence of `length` pieces is padded to for a
+        compiled program: its bucket (16, 32, 64, ...), at most the model's
+        `max_length`."""
+        return min(_bucket(length, _LENGTH_BUCKETS), self.model.max_length)
+
     def _pad_batch(self, columns):
         """Pads one batch for a compiled program: the one place that chooses
         its shapes, so that few programs are compiled.
@@ -600,7 +606,7 @@ class Translator:
         for rows, width in columns:
             if width is None:
                 longest = max(max(len(row) for row in rows), 1)
-                width = min(_bucket(longest, _LENGTH_BUCKETS), self.model.max_length)
+                width = self.padded_length(longest)
             array = np.zeros((padded_batch, width), "int32")
             array[count:, 0] = self.eos_id
             for i, row in enumerate(rows):
@@ -896,7 +902,7 @@ class Translator:
         theirs, so that a pass compiles one program per bucket rather than
         one per pair of buckets."""
         longest = max(max(len(ids), len(labels)) for ids, _, labels in batch)
-        width = min(_bucket(longest, _LENGTH_BUCKETS), self.model.max_length)
+        width = self.padded_length(longest)
         (source, decoder_inputs, labels), _ = self._pad_batch(
             [
                 ([ids for ids, _, _ in batch], width),
