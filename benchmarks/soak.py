@@ -102,7 +102,9 @@ def request(client, url, models, rng):
             rng.choice(KINDS),
             0,
             0,
-            rng.randint(0, 3),
+            # A query position the text surely has (one piece per word at
+            # least; the head view refuses positions past the end).
+            rng.randint(0, max(0, min(3, len(text.split()) - 1))),
             api_name="/head",
         )
         return "head"
