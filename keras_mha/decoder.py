@@ -37,11 +37,13 @@ class TransformerDecoderLayer(TransformerLayer):
         encoder_padding_mask: optional `(B, S)`, AND-ed with the Keras mask
             of `encoder_sequence`. Cross-attention masks the *encoder's*
             padding.
-        self_attention_cache: optional `(B, 2, L_max, H, K)`.
+        self_attention_cache: optional `(keys, values)`, each
+            `(B, H, L_max, K)` (see `MultiHeadAttention`).
         self_attention_cache_update_index: int or scalar tensor, position of
             `decoder_sequence[:, 0]` in the cache.
-        cross_attention_cache: optional `(B, 2, S, H, K)` precomputed encoder
-            keys and values (see `MultiHeadAttention.compute_key_value`).
+        cross_attention_cache: optional `(keys, values)`, each `(B, H, S, K)`,
+            the encoder's keys and values projected once (see
+            `MultiHeadAttention.compute_key_value`).
         return_attention_scores: bool.
         self_head_mask, cross_head_mask: optional `(H,)`/`(B, H)` head
             multipliers.
@@ -195,9 +197,9 @@ class TransformerDecoderLayer(TransformerLayer):
             batch_size, length = decoder_sequence.shape[0], decoder_sequence.shape[1]
             self_length = length
             if self_attention_cache is not None:
-                self_length = self_attention_cache.shape[2]  # L_max
+                self_length = self_attention_cache[0].shape[2]  # L_max
             if cross_attention_cache is not None:
-                source_length = cross_attention_cache.shape[2]
+                source_length = cross_attention_cache[0].shape[2]  # S
             else:
                 source_length = encoder_sequence.shape[1]
             for key_length in (self_length, source_length):
@@ -205,8 +207,9 @@ class TransformerDecoderLayer(TransformerLayer):
                 outputs += (keras.KerasTensor(shape, dtype=self.compute_dtype),)
         if self_attention_cache is not None:
             outputs += (
-                keras.KerasTensor(
-                    self_attention_cache.shape, dtype=self_attention_cache.dtype
+                tuple(
+                    keras.KerasTensor(c.shape, dtype=c.dtype)
+                    for c in self_attention_cache
                 ),
             )
         return outputs[0] if len(outputs) == 1 else outputs

@@ -209,11 +209,10 @@ class Search:
             # Every beam of an input shares its encoder states.
             encoded = ops.repeat(encoded, K, axis=0)  # (R, S, D)
             encoder_mask = ops.repeat(encoder_mask, K, axis=0)  # (R, S)
+        # Keys and values, one buffer each per layer, updated in place:
+        # N x 2 x (R, H, T, K_d) and N x 2 x (R, H, S, K_d).
         self_cache, cross_cache = model.init_cache(encoded, T)
-        # One buffer per layer: each is updated in place inside the loop.
         N = model.num_decoder_layers
-        self_cache = [self_cache[i] for i in range(N)]  # N x (R, 2, T, H, K_d)
-        cross_cache = [cross_cache[i] for i in range(N)]  # N x (R, 2, S, H, K_d)
         if prefix is None:
             prefix = ops.zeros((batch_size, 1), "int32")
             prefix_lengths = ops.zeros((batch_size,), "int32")
@@ -242,7 +241,7 @@ class Search:
             "scores": self.initial_scores(batch_size),  # (R,)
             "finished": start_finished,  # (R,)
             "lengths": ops.zeros((rows,), "int32"),
-            "cache": self_cache,  # N x (R, 2, T, H, K_d)
+            "cache": self_cache,  # N x 2 x (R, H, T, K_d)
         }
         live = self.initial_live(batch_size)
         if live is not None:
@@ -309,7 +308,7 @@ class Search:
             scores = ops.where(state["open"], scores, NEG_INF)
 
         # What each row saw at this step, and what it carries from before.
-        step = {"cache": outputs[1]}  # N x (R, 2, T, H, K_d)
+        step = {"cache": outputs[1]}  # N x 2 x (R, H, T, K_d)
         if self.return_attention:
             step["decoder"] = ops.cast(outputs[2], "float32")  # (N, R, H, 1, T)
             step["cross"] = ops.cast(outputs[3], "float32")  # (N, R, H, 1, S)
@@ -402,7 +401,7 @@ STATE_LAYOUT = {
     "lengths": Axes(row=0, step=None),  # (R,)
     "live": Axes(row=0, step=None),  # (R,)
     "open": Axes(row=0, step=None),  # (R,) a slot, not a hypothesis: never gathered
-    "cache": Axes(row=0, step=None),  # N x (R, 2, T, H, K_d), `decode_step` writes it
+    "cache": Axes(row=0, step=None),  # N x 2 x (R, H, T, K_d), `decode_step` writes it
     "decoder": Axes(row=1, step=3),  # (N, R, H, T, T)
     "cross": Axes(row=1, step=3),  # (N, R, H, T, S)
     "alternative_ids": Axes(row=0, step=1),  # (R, T, k)
@@ -433,9 +432,10 @@ _STEP_RECORDS = ("decoder", "cross", "alternative_ids", "alternative_log_probs")
 def _take_rows(key, x, rows):
     """`x` with its rows (hypotheses) replaced by `rows` of it: one gather
     along the row axis of `STATE_LAYOUT[key]` (the cache is a list of
-    per-layer buffers)."""
+    per-layer `(keys, values)` buffers)."""
     if key == "cache":
-        return [ops.take(layer, rows, axis=0) for layer in x]
+        axis = STATE_LAYOUT[key].row
+        return [tuple(ops.take(c, rows, axis=axis) for c in layer) for layer in x]
     return ops.take(x, rows, axis=STATE_LAYOUT[key].row)
 
 

@@ -20,6 +20,11 @@ def _large_negative(dtype):
     return ops.cast(value, dtype)
 
 
+def _heads_first(x):
+    """`(B, S, H, K)` -> `(B, H, S, K)`, the layout of a cache."""
+    return ops.transpose(x, (0, 2, 1, 3))
+
+
 def _check_positive_int(name, value):
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ValueError(
@@ -70,7 +75,10 @@ class MultiHeadAttention(keras.layers.Layer):
         training: bool, dropout on or off.
         use_causal_mask: bool, query `t` only sees keys `<= t` (plus the
             cache offset when decoding).
-        cache: optional `(B, 2, S_max, H, K)` stacked keys and values. With
+        cache: optional `(keys, values)`, two `(B, H, S_max, K)` tensors,
+            heads before positions: the layout that a decoding step's q·k
+            and weighted sum read without a transpose (a `(B, S, H, K)`
+            cache is transposed whole at every step). With
             `cache_update_index` it is a self-attention cache: the new keys
             and values of `query`'s `T` steps are written at that index and
             attention runs over the whole cache. Without it the cache is used
@@ -246,7 +254,7 @@ class MultiHeadAttention(keras.layers.Layer):
             key: optional `(B, S, D_k)`, defaults to `value`.
 
         Returns:
-            A `(B, 2, S, H, K)` cache of stacked keys and values.
+            A cache `(keys, values)`, each `(B, H, S, K)`.
         """
         self._check_cacheable()
         key = value if key is None else key
@@ -254,7 +262,7 @@ class MultiHeadAttention(keras.layers.Layer):
         self._check_features("key", key, self.key_input_dim)
         key = self._project(key, self.key_kernel, self.key_bias)  # (B, S, H, K)
         value = self._project(value, self.value_kernel, self.value_bias)
-        return ops.stack([key, value], axis=1)  # (B, 2, S, H, K)
+        return _heads_first(key), _heads_first(value)  # (B, H, S, K) each
 
     def _check_cacheable(self):
         if self.key_dim != self.value_dim:
@@ -278,7 +286,15 @@ class MultiHeadAttention(keras.layers.Layer):
             )
 
     def _attend(
-        self, query, key, value, mask, return_scores, training, causal_only=False
+        self,
+        query,
+        key,
+        value,
+        mask,
+        return_scores,
+        training,
+        causal_only=False,
+        heads_first=False,
     ):
         """Scaled dot-product attention of projected heads.
 
@@ -287,6 +303,8 @@ class MultiHeadAttention(keras.layers.Layer):
             mask: boolean, broadcastable to `(B, T, S)`, or None.
             causal_only: `mask` is just the causal mask, so the fused kernel
                 can take `is_causal=True` instead of a mask tensor.
+            heads_first: key and value are `(B, H, S, K)` and `(B, H, S, V)`
+                (a cache); the explicit path reads them as they are.
 
         Returns:
             context `(B, T, H, V)` and scores `(B, H, T, S)` (or None).
@@ -294,6 +312,7 @@ class MultiHeadAttention(keras.layers.Layer):
         dropout_active = self.dropout > 0.0 and bool(training)
         if (
             not return_scores
+            and not heads_first
             and not dropout_active
             and self.key_dim == self.value_dim
             and backend_config.uses(backend_config.FUSED_ATTENTION)
@@ -320,7 +339,10 @@ class MultiHeadAttention(keras.layers.Layer):
         query = ops.multiply(
             query, ops.cast(1.0 / math.sqrt(self.key_dim), query.dtype)
         )
-        scores = ops.einsum("bthk,bshk->bhts", query, key)  # (B, H, T, S)
+        if heads_first:
+            scores = ops.einsum("bthk,bhsk->bhts", query, key)  # (B, H, T, S)
+        else:
+            scores = ops.einsum("bthk,bshk->bhts", query, key)  # (B, H, T, S)
         if mask is not None:
             mask = ops.expand_dims(mask, 1)  # (B, 1, T, S)
             # An additive bias (built at mask size, broadcast over heads) is
@@ -341,7 +363,10 @@ class MultiHeadAttention(keras.layers.Layer):
             has_key = ops.any(mask, axis=-1, keepdims=True)  # (B, 1, T, 1)
             weights = weights * ops.cast(has_key, weights.dtype)
         dropped = self.dropout_layer(weights, training=training)
-        context = ops.einsum("bhts,bshv->bthv", dropped, value)  # (B, T, H, V)
+        if heads_first:
+            context = ops.einsum("bhts,bhsv->bthv", dropped, value)  # (B, T, H, V)
+        else:
+            context = ops.einsum("bhts,bshv->bthv", dropped, value)  # (B, T, H, V)
         return context, weights
 
     # ------------------------------------------------------------------ call
@@ -380,7 +405,7 @@ class MultiHeadAttention(keras.layers.Layer):
         if cache is not None and cache_update_index is None:
             # Cross-attention over precomputed keys and values.
             self._check_cacheable()
-            key, value = cache[:, 0], cache[:, 1]  # (B, S, H, K) each
+            key, value = cache  # (B, H, S, K) each
         else:
             if key is None:
                 key = value
@@ -391,18 +416,19 @@ class MultiHeadAttention(keras.layers.Layer):
             if cache is not None:
                 # Self-attention cache: write this step, attend to the cache.
                 self._check_cacheable()
-                start = [0, 0, cache_update_index, 0, 0]
-                new = ops.stack([key, value], axis=1)  # (B, 2, T, H, K)
-                cache = ops.slice_update(cache, start, new)
-                key, value = cache[:, 0], cache[:, 1]  # (B, S_max, H, K)
+                start = [0, 0, cache_update_index, 0]
+                key = ops.slice_update(cache[0], start, _heads_first(key))
+                value = ops.slice_update(cache[1], start, _heads_first(value))
+                cache = (key, value)  # (B, H, S_max, K) each
                 causal_offset = cache_update_index
                 # Keys past the last written step are never visible: the
                 # causal mask with this offset hides them.
                 use_causal_mask = True
-        key_length = key.shape[1]
+        length_axis = 1 if cache is None else 2  # keys: (B, S, H, K) or a cache
+        key_length = key.shape[length_axis]
         # Lengths may be unknown while tracing (TensorFlow buckets).
         query_length_value = ops.shape(query)[1]
-        key_length_value = ops.shape(key)[1]
+        key_length_value = ops.shape(key)[length_axis]
 
         self._check_mask("query_mask", query_mask, (batch_size, query_length))
         self._check_mask("value_mask", value_mask, (batch_size, key_length))
@@ -438,6 +464,7 @@ class MultiHeadAttention(keras.layers.Layer):
             return_attention_scores or return_stages,
             training,
             causal_only,
+            heads_first=cache is not None,
         )  # (B, T, H, V), (B, H, T, S)
         if head_mask is not None:
             head_mask = ops.cast(head_mask, context.dtype)
@@ -491,13 +518,15 @@ class MultiHeadAttention(keras.layers.Layer):
         outputs = (output,)
         if return_attention_scores:
             if cache is not None:
-                key_length = cache.shape[2]
+                key_length = cache[0].shape[2]  # (B, H, S_max, K)
             else:
                 key_length = (value if key is None else key).shape[1]
             scores_shape = (query.shape[0], self.num_heads, query.shape[1], key_length)
             outputs += (keras.KerasTensor(scores_shape, dtype=self.compute_dtype),)
         if cache is not None:
-            outputs += (keras.KerasTensor(cache.shape, dtype=cache.dtype),)
+            outputs += (
+                tuple(keras.KerasTensor(c.shape, dtype=c.dtype) for c in cache),
+            )
         return outputs[0] if len(outputs) == 1 else outputs
 
     def get_config(self):

@@ -320,29 +320,24 @@ class Transformer(keras.Model):
             max_length: int, L_max, how many target steps the cache holds.
 
         Returns:
-            `(self_cache, cross_cache)`: `(N_d, B, 2, L_max, H, K)` zeros and
-            `(N_d, B, 2, S, H, K)` projected encoder keys and values.
+            `(self_cache, cross_cache)`, one `(keys, values)` pair per decoder
+            layer each: N_d pairs of `(B, H, L_max, K)` zeros and N_d pairs
+            of `(B, H, S, K)` projected encoder keys and values. Separate
+            buffers per layer, keys apart from values: a decoding loop
+            updates each in place (a stacked tensor would be rebuilt, and
+            sliced apart, at every step).
         """
         batch_size = ops.shape(encoder_outputs)[0]
         key_dim = self.hidden_dim // self.num_heads
-        self_cache = ops.zeros(
-            (
-                self.num_decoder_layers,
-                batch_size,
-                2,
-                max_length,
-                self.num_heads,
-                key_dim,
-            ),
-            dtype=self.compute_dtype,
-        )
-        cross_cache = ops.stack(
-            [
-                layer.cross_attention.compute_key_value(encoder_outputs)
-                for layer in self.decoder_layers
-            ],
-            axis=0,
-        )  # (N_d, B, 2, S, H, K)
+        shape = (batch_size, self.num_heads, max_length, key_dim)
+        self_cache = [
+            (ops.zeros(shape, self.compute_dtype), ops.zeros(shape, self.compute_dtype))
+            for _ in self.decoder_layers
+        ]  # N_d x 2 x (B, H, L_max, K)
+        cross_cache = [
+            layer.cross_attention.compute_key_value(encoder_outputs)
+            for layer in self.decoder_layers
+        ]  # N_d x 2 x (B, H, S, K)
         return self_cache, cross_cache
 
     def decode_step(
@@ -361,16 +356,14 @@ class Transformer(keras.Model):
             token_ids: `(B, T_new)` ids at positions `index ... index+T_new-1`
                 (usually `T_new = 1`).
             index: int or scalar int tensor, position of `token_ids[:, 0]`.
-            self_cache: `(N_d, B, 2, L_max, H, K)`, or a list of N_d
-                `(B, 2, L_max, H, K)` (then the updated cache is a list too:
-                a loop that carries one buffer per layer updates each in
-                place instead of restacking all of them every step).
-            cross_cache: `(N_d, B, 2, S, H, K)` or a list of N_d
-                `(B, 2, S, H, K)`.
+            self_cache: N_d `(keys, values)` pairs, each `(B, H, L_max, K)`
+                (`init_cache`).
+            cross_cache: N_d `(keys, values)` pairs, each `(B, H, S, K)`.
             encoder_padding_mask: `(B, S)` boolean.
 
         Returns:
-            `(logits, self_cache)` with logits `(B, T_new, V)`; with
+            `(logits, self_cache)` with logits `(B, T_new, V)` and the
+            updated self cache (a list of N_d pairs); with
             `return_attention_scores`, `(logits, self_cache, decoder_scores,
             cross_scores)` with scores `(N_d, B, H, T_new, L_max)` and
             `(N_d, B, H, T_new, S)`.
@@ -394,10 +387,7 @@ class Transformer(keras.Model):
                 decoder_scores.append(outputs[1])
                 cross_scores.append(outputs[2])
         logits = self._logits(x)  # (B, T_new, V)
-        if isinstance(self_cache, (list, tuple)):
-            self_cache = list(new_caches)
-        else:
-            self_cache = ops.stack(new_caches, axis=0)  # (N_d, B, 2, L_max, H, K)
+        self_cache = [tuple(cache) for cache in new_caches]  # N_d x 2 x (B, H, L, K)
         if not return_attention_scores:
             return logits, self_cache
         return (

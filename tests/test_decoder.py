@@ -181,7 +181,7 @@ def test_cached_step_by_step_equals_full_pass(normalize_first, precompute_cross)
         )
     )
     max_length = T + 2
-    cache = ops.zeros((B, 2, max_length, H, K))
+    cache = (ops.zeros((B, H, max_length, K)), ops.zeros((B, H, max_length, K)))
     cross = {"encoder_sequence": encoder_sequence}
     if precompute_cross:
         cross_cache = layer.cross_attention.compute_key_value(encoder_sequence)
@@ -197,7 +197,7 @@ def test_cached_step_by_step_equals_full_pass(normalize_first, precompute_cross)
         )
         assert tuple(step_self.shape) == (B, H, 1, max_length)
         assert tuple(step_cross.shape) == (B, H, 1, S)
-        assert tuple(cache.shape) == (B, 2, max_length, H, K)
+        assert [tuple(c.shape) for c in cache] == [(B, H, max_length, K)] * 2
         np.testing.assert_allclose(
             to_numpy(step_output), output[:, t : t + 1], atol=ATOL
         )

@@ -351,7 +351,7 @@ def test_the_loop_state_has_one_declared_layout(model, source, monkeypatch):
     assert set(seen) - {"index", "scores"} == set(STATE_LAYOUT)
     for key, axes in STATE_LAYOUT.items():
         shapes = (
-            [tuple(x.shape) for x in seen[key]]
+            [tuple(x.shape) for layer in seen[key] for x in layer]
             if key == "cache"
             else [tuple(seen[key].shape)]
         )

@@ -301,7 +301,7 @@ def test_matmul_and_einsum_projections_match_keras(monkeypatch, use_matmul):
     assert_parity(
         ours(query, value, key, **kwargs), builtin(query, value, key, **kwargs)
     )
-    cache = ours.compute_key_value(value, key)  # (B, 2, S, H, K)
+    cache = ours.compute_key_value(value, key)  # 2 x (B, H, S, K)
     output, _ = ours(query, None, cache=cache)
     np.testing.assert_allclose(
         to_numpy(output), to_numpy(builtin(query, value, key)), atol=ATOL
@@ -369,7 +369,7 @@ def test_cached_self_attention_step_by_step_equals_full_pass(max_length):
     output, scores = to_numpy(output), to_numpy(scores)
 
     # A prompt of 2 steps at once, then one step at a time.
-    cache = ops.zeros((B, 2, max_length, H, K))
+    cache = (ops.zeros((B, H, max_length, K)), ops.zeros((B, H, max_length, K)))
     steps = [(0, 2)] + [(t, t + 1) for t in range(2, T)]
     for start, end in steps:
         chunk = x[:, start:end]
@@ -389,13 +389,20 @@ def test_cached_self_attention_step_by_step_equals_full_pass(max_length):
             step_scores[..., :T], scores[:, :, start:end], atol=ATOL
         )
         np.testing.assert_array_equal(step_scores[..., end:], 0.0)
+    # The cache holds the projected keys and values, heads first, and
+    # zeros where no step wrote.
+    keys = to_numpy(layer._project(x, layer.key_kernel, layer.key_bias))  # (B,T,H,K)
+    np.testing.assert_allclose(
+        to_numpy(cache[0])[:, :, :T], keys.transpose(0, 2, 1, 3), atol=ATOL
+    )
+    np.testing.assert_array_equal(to_numpy(cache[1])[:, :, T:], 0.0)
 
 
 def test_cache_index_may_be_a_tensor():
     layer = MultiHeadAttention(num_heads=H, key_dim=K)
     x = random(B, T, D, seed=1)
     output = to_numpy(layer(x, x, use_causal_mask=True))
-    cache = ops.zeros((B, 2, T, H, K))
+    cache = (ops.zeros((B, H, T, K)), ops.zeros((B, H, T, K)))
     for t in range(T):
         index = ops.convert_to_tensor(t, dtype="int32")
         step, cache = layer(
@@ -412,7 +419,7 @@ def test_precomputed_key_value_cache_equals_cross_attention():
         query, value, value_mask=value_mask, return_attention_scores=True
     )
     cache = ours.compute_key_value(value)
-    assert tuple(cache.shape) == (B, 2, S, H, K)
+    assert [tuple(c.shape) for c in cache] == [(B, H, S, K)] * 2
     cached_output, cached_scores, same_cache = ours(
         query,
         None,
@@ -422,7 +429,8 @@ def test_precomputed_key_value_cache_equals_cross_attention():
     )
     np.testing.assert_allclose(to_numpy(cached_output), to_numpy(output), atol=ATOL)
     np.testing.assert_allclose(to_numpy(cached_scores), to_numpy(scores), atol=ATOL)
-    np.testing.assert_array_equal(to_numpy(same_cache), to_numpy(cache))
+    for returned, given in zip(same_cache, cache):
+        np.testing.assert_array_equal(to_numpy(returned), to_numpy(given))
 
 
 # ---------------------------------------------------------------- errors
@@ -518,13 +526,13 @@ def test_layer_contract_with_scores_and_options():
 def test_symbolic_call_with_cache():
     layer = MultiHeadAttention(num_heads=H, key_dim=K)
     query = keras.KerasTensor((B, 1, D))
-    cache = keras.KerasTensor((B, 2, T, H, K))
+    cache = (keras.KerasTensor((B, H, T, K)), keras.KerasTensor((B, H, T, K)))
     output, scores, new_cache = layer(
         query, query, cache=cache, cache_update_index=0, return_attention_scores=True
     )
     assert tuple(output.shape) == (B, 1, D)
     assert tuple(scores.shape) == (B, H, 1, T)
-    assert tuple(new_cache.shape) == (B, 2, T, H, K)
+    assert [tuple(c.shape) for c in new_cache] == [(B, H, T, K)] * 2
 
 
 def test_dropout_only_in_training():

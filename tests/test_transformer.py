@@ -91,8 +91,12 @@ def decode_step_by_step(model, head_masks=None, max_length=8):
     """Cached greedy-style decoding of `DECODER_IDS`, one token at a time."""
     encoded = model.encode(ENCODER_IDS, head_masks=head_masks)
     self_cache, cross_cache = model.init_cache(encoded, max_length)
-    assert tuple(self_cache.shape) == (N_D, B, 2, max_length, H, 8)
-    assert tuple(cross_cache.shape) == (N_D, B, 2, S, H, 8)
+    assert [[tuple(c.shape) for c in layer] for layer in self_cache] == (
+        [[(B, H, max_length, 8)] * 2] * N_D
+    )
+    assert [[tuple(c.shape) for c in layer] for layer in cross_cache] == (
+        [[(B, H, S, 8)] * 2] * N_D
+    )
     steps = []
     for t in range(T):
         logits, self_cache, decoder_scores, cross_scores = model.decode_step(
