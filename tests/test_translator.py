@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from keras_mha import Translation, Translator
+from keras_mha.transformer import Transformer
 from keras_mha.translate import main as translate_main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -261,6 +262,35 @@ def test_bad_prefixes_are_clear_errors(translator):
     longest = ["▁a"] * (translator.model.max_length - 1)
     t = translator.translate("Hi!", prefix=longest)
     assert t.target_tokens[:-1] == longest
+
+
+def test_the_default_output_limit_is_twice_the_padded_source(translator):
+    # The tiny model never ends a translation, so every output is as long
+    # as its limit. The same weights with room for 128 output pieces (the
+    # positions are sinusoidal, not weights):
+    config = {**translator.model.get_config(), "max_length": 128}
+    model = Transformer.from_config(config)
+    ids = np.ones((1, 4), "int32")
+    model({"encoder_inputs": ids, "decoder_inputs": ids})
+    model.set_weights(translator.model.get_weights())
+    roomy = Translator(model, translator.tokenizer)
+    words = " ".join(["a"] * 20)  # 21 pieces with the end: padded to 32.
+    assert 16 < len(roomy.translate(words).source_tokens) <= 32
+
+    def length(text, **kwargs):
+        translation = roomy.translate(text, **kwargs)
+        assert not translation.finished
+        return len(translation.target_tokens)
+
+    assert roomy.output_length(3) == 32
+    assert length("Hi!") == 32  # A source of up to 16 pieces.
+    assert length(words) == 64
+    assert [len(t.target_tokens) for t in roomy.translate(["Hi!", words])] == [64] * 2
+    # A longer prefix makes room for itself; `max_length` sets the limit.
+    forced = roomy.translate("Hi!", prefix=["▁a"] * 40)
+    assert forced.target_tokens[:40] == ["▁a"] * 40
+    assert 40 < len(forced.target_tokens) <= 128
+    assert length("Hi!", max_length=100) == 100
 
 
 # ------------------------------------------------------------ scoring
