@@ -431,7 +431,10 @@ def head_payload(serial, stages, translation, kind, layer, head, query):
     # is layer 0's x), and the position vectors of its whole sequence.
     values["token_vector"] = rounded(stages["token_vector"])
     values["position_vector"] = rounded(stages["position_vector"])
-    values["positions"] = np.round(np.asarray(stages["positions"]), 3).tolist()
+    # float64 before rounding: a rounded float32 is still a long decimal.
+    values["positions"] = np.round(
+        np.asarray(stages["positions"], "float64"), 3
+    ).tolist()
     values["mask"] = [bool(m) for m in stages["mask"]]
     return {
         "serial": serial,

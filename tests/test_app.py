@@ -1019,6 +1019,12 @@ def test_api_head_gives_the_stages_and_the_attention_row(demo, kind):
         out["scaled"], np.array(out["dots"]) / np.sqrt(out["d_k"]), atol=1e-4
     )
     assert sum(out["weights"]) == pytest.approx(1.0, abs=1e-3)
+    # Every number is sent as rounded (the position vectors to 3 decimals,
+    # the rest to 5), not as the long decimal of a float32.
+    digits = {"positions": 3}
+    for key in ("positions", "x", "q", "keys", "weights", "token_vector"):
+        numbers = re.findall(r"-?\d+\.(\d+)", json.dumps(out[key]))
+        assert numbers and max(map(len, numbers)) <= digits.get(key, 5), key
 
 
 def test_the_head_view_answers_the_renderers_request(views, shared, greedy):
