@@ -8,6 +8,10 @@ import { el, empty, fill, isVisible, range } from "../core/dom.js";
 import { heatmap } from "../core/heatmap.js";
 import { kindName } from "../core/matrix.js";
 import { drawn, hasTranslation, store } from "../core/store.js";
+import { tooltip } from "../core/tooltip.js";
+
+const VECTOR_COLUMNS = 32; // Cells per row of a drawn vector.
+const VECTOR_CELL = [8, 15]; // px: a cell and its 1-px gap.
 
 export function headView(root, emit) {
   let value = null;
@@ -20,20 +24,44 @@ export function headView(root, emit) {
       store.headPick = null;
     }
   };
+  // A vector as one canvas of small cells (orange positive, blue negative,
+  // the colour's strength |v| / max |v|), 32 to a row; hovering a cell
+  // says its value and how it was computed. (One element per vector, not
+  // one per number: a stage card of 256 numbers drew as 256 elements.)
   const vector = (numbers, label, explain) => {
+    const n = numbers.length;
+    const cols = Math.max(1, Math.min(n, VECTOR_COLUMNS));
+    const rows = Math.ceil(n / cols);
+    const W = cols * VECTOR_CELL[0];
+    const H = rows * VECTOR_CELL[1];
+    const ratio = window.devicePixelRatio || 1;
+    const canvas = el("canvas", {
+      class: "kmha-vec",
+      width: Math.round(W * ratio),
+      height: Math.round(H * ratio),
+      style: `width:${W}px;height:${H}px`,
+      dataset: { size: String(n) },
+    });
+    const ctx = canvas.getContext("2d");
+    ctx.scale(ratio, ratio);
     const vmax = Math.max(1e-9, ...numbers.map((v) => Math.abs(v)));
-    return el(
-      "div",
-      { class: "kmha-vec" },
-      numbers.map((v, i) =>
-        el("span", {
-          class: "kmha-vec-cell",
-          style: `background:${v >= 0 ? "rgba(249,115,22," : "rgba(59,130,246,"}${(Math.abs(v) / vmax).toFixed(3)})`,
-          title: explain ? explain(i, v) : `${label}[${i}] = ${v}`,
-          dataset: { index: String(i) },
-        })
-      )
-    );
+    const [w, h] = VECTOR_CELL;
+    numbers.forEach((v, i) => {
+      const x = (i % cols) * w;
+      const y = Math.floor(i / cols) * h;
+      ctx.fillStyle = "rgba(0,0,0,0.08)";
+      ctx.fillRect(x, y, w - 1, h - 1);
+      ctx.fillStyle = `${v >= 0 ? "rgba(249,115,22," : "rgba(59,130,246,"}${(Math.abs(v) / vmax).toFixed(3)})`;
+      ctx.fillRect(x + 1, y + 1, w - 3, h - 3);
+    });
+    canvas.addEventListener("mousemove", (event) => {
+      const box = canvas.getBoundingClientRect();
+      const i = Math.floor((event.clientY - box.top) / h) * cols + Math.floor((event.clientX - box.left) / w);
+      if (i < 0 || i >= n) return tooltip(null, null);
+      tooltip(event, [explain ? explain(i, numbers[i]) : `${label}[${i}] = ${numbers[i]}`]);
+    });
+    canvas.addEventListener("mouseleave", () => tooltip(null, null));
+    return canvas;
   };
   return {
     relayout: true,
