@@ -68,6 +68,38 @@ def trace_head(model, encoder_inputs, decoder_inputs, kind, layer, head, query):
     Raises:
         InvalidArgumentError: for an unknown kind, layer, head or query.
     """
+    _check_head(model, head)
+    traced = trace_layer(model, encoder_inputs, decoder_inputs, kind, layer)
+    return head_stages(traced, head, query)
+
+
+def _check_head(model, head):
+    if not 0 <= int(head) < model.num_heads:
+        raise InvalidArgumentError(
+            f"`head={head}` does not exist: each layer has {model.num_heads} heads."
+        )
+
+
+def trace_layer(model, encoder_inputs, decoder_inputs, kind, layer):
+    """Every head and every query of one attention block at once: what
+    `head_stages` picks one row from (so that a viewer switching heads or
+    queries of the block needs no second pass through the model).
+
+    Args: as `trace_head`, without `head` and `query`.
+
+    Returns:
+        A dict of NumPy arrays for row 0 of the batch, L queries and S_k
+        keys: `x`, `normalized`, `output`, `residual`, `block_output`,
+        `token_vectors`, `positions` `(L, D)`, `layer_output` `(L, D)` or
+        None; `q` `(L, H, K)` (before the 1/√d_k scaling), `key_inputs`
+        `(S_k, D)`, `keys` `(S_k, H, K)`, `values` `(S_k, H, V)`, `mask`
+        `(L, S_k)` bool, `weights` `(H, L, S_k)`, `context` `(L, H, V)`
+        (each head's output); `kind`; `queries` the real (unpadded) query
+        count; `d_k`, `num_heads`, `normalize_first`.
+
+    Raises:
+        InvalidArgumentError: for an unknown kind or layer.
+    """
     if kind not in KINDS:
         raise InvalidArgumentError(
             f"Received an invalid value for argument `kind`, expected one of "
@@ -78,17 +110,9 @@ def trace_head(model, encoder_inputs, decoder_inputs, kind, layer, head, query):
         raise InvalidArgumentError(
             f"`layer={layer}` does not exist: the {kind} has {count} layers."
         )
-    if not 0 <= int(head) < model.num_heads:
-        raise InvalidArgumentError(
-            f"`head={head}` does not exist: each layer has {model.num_heads} heads."
-        )
     encoder_inputs = ops.convert_to_tensor(encoder_inputs, "int32")
     decoder_inputs = ops.convert_to_tensor(decoder_inputs, "int32")
     queries = encoder_inputs if kind == "encoder" else decoder_inputs
-    if not 0 <= int(query) < int(ops.sum(ops.cast(queries[0] > 0, "int32"))):
-        raise InvalidArgumentError(
-            f"`query={query}` is not a position of the {kind} queries."
-        )
     source_mask = padding_mask(encoder_inputs)  # (B, S)
     target_mask = padding_mask(decoder_inputs)  # (B, T)
 
@@ -165,47 +189,85 @@ def trace_head(model, encoder_inputs, decoder_inputs, kind, layer, head, query):
             False,
         )
 
-    d_k = attention.key_dim
     # `_attend` scales the queries by 1/√d_k before the dot products (as
     # Keras' layer does); q here is the projection before that scaling.
-    q = _numpy(
-        attention._project(normalized, attention.query_kernel, attention.query_bias)
-    )[0, query, head]
-    keys = _numpy(stages["key"])[0, :, head]  # (S_k, K)
-    values = _numpy(stages["value"])[0, :, head]  # (S_k, V)
+    q = attention._project(normalized, attention.query_kernel, attention.query_bias)
+    keys = _numpy(stages["key"])[0]  # (S_k, H, K)
     mask = stages["mask"]
+    L = int(ops.shape(queries)[1])
     mask = (
-        np.ones(keys.shape[0], bool)
+        np.ones((L, keys.shape[0]), bool)
         if mask is None
-        else np.broadcast_to(_numpy(mask), (1, *_numpy(mask).shape[1:]))[0, query]
+        else np.broadcast_to(_numpy(mask), (1, L, keys.shape[0]))[0]
     )
-    products = q[None, :] * keys  # (S_k, K)
-    dots = products.sum(-1)  # (S_k,)
-    context = _numpy(stages["context"])[0, query]  # (H, V)
     return {
-        "x": _numpy(x)[0, query],
-        "normalized": _numpy(normalized)[0, query],
-        "q": q,
+        "x": _numpy(x)[0],
+        "normalized": _numpy(normalized)[0],
+        "q": _numpy(q)[0],
         "key_inputs": _numpy(key_inputs)[0],
         "keys": keys,
-        "values": values,
+        "values": _numpy(stages["value"])[0],
+        "mask": np.asarray(mask, bool),
+        "weights": _numpy(stages["weights"])[0],
+        "context": _numpy(stages["context"])[0],
+        "output": _numpy(output)[0],
+        "residual": _numpy(residual)[0],
+        "block_output": _numpy(block_output)[0],
+        "layer_output": None if layer_output is None else _numpy(layer_output)[0],
+        "token_vectors": _numpy(token_vectors)[0],
+        "positions": _numpy(position_vectors),
+        "kind": kind,
+        "queries": int(np.sum(_numpy(queries)[0] > 0)),
+        "d_k": attention.key_dim,
+        "num_heads": attention.num_heads,
+        "normalize_first": bool(block.normalize_first),
+    }
+
+
+def head_stages(traced, head, query):
+    """One head's row from `trace_layer`'s result: `trace_head`'s dict.
+
+    Raises:
+        InvalidArgumentError: for an unknown head or query.
+    """
+    if not 0 <= int(head) < traced["num_heads"]:
+        raise InvalidArgumentError(
+            f"`head={head}` does not exist: each layer has {traced['num_heads']} heads."
+        )
+    if not 0 <= int(query) < traced["queries"]:
+        raise InvalidArgumentError(
+            f"`query={query}` is not a position of the {traced['kind']} queries."
+        )
+    head, query = int(head), int(query)
+    d_k = traced["d_k"]
+    q = traced["q"][query, head]  # (K,)
+    keys = traced["keys"][:, head]  # (S_k, K)
+    products = q[None, :] * keys  # (S_k, K)
+    dots = products.sum(-1)  # (S_k,)
+    context = traced["context"][query]  # (H, V)
+    layer_output = traced["layer_output"]
+    return {
+        "x": traced["x"][query],
+        "normalized": traced["normalized"][query],
+        "q": q,
+        "key_inputs": traced["key_inputs"],
+        "keys": keys,
+        "values": traced["values"][:, head],
         "products": products,
         "dots": dots,
         "scaled": dots / math.sqrt(d_k),
-        "mask": np.asarray(mask, bool),
-        "weights": _numpy(stages["weights"])[0, head, query],
+        "mask": traced["mask"][query],
+        "weights": traced["weights"][head, query],
         "head_output": context[head],
         "concat": context.reshape(-1),
-        "output": _numpy(output)[0, query],
-        "residual": _numpy(residual)[0, query],
-        "block_output": _numpy(block_output)[0, query],
-        "layer_output": None
-        if layer_output is None
-        else _numpy(layer_output)[0, query],
-        "token_vector": _numpy(token_vectors)[0, query],
-        "position_vector": _numpy(position_vectors)[query],
-        "positions": _numpy(position_vectors),
+        "output": traced["output"][query],
+        "residual": traced["residual"][query],
+        "block_output": traced["block_output"][query],
+        "layer_output": None if layer_output is None else layer_output[query],
+        "token_vector": traced["token_vectors"][query],
+        "position_vector": traced["positions"][query],
+        "positions": traced["positions"],
         "d_k": d_k,
-        "num_heads": attention.num_heads,
-        "normalize_first": bool(block.normalize_first),
+        "num_heads": traced["num_heads"],
+        "normalize_first": traced["normalize_first"],
     }
