@@ -20,8 +20,10 @@ Times are taken in the page (`performance.now()`):
 - step change: a click on "next step" of the Step-by-step tab to the next
   frame;
 - how a head works: choosing another query in that tab to the frame after
-  the server's stages for it are drawn (and the size of one head's `/head`
-  answer, JSON);
+  the server's stages for it are drawn (the server has the attention block
+  traced by then), and apart from it the first view of a block (another
+  layer or kind: a pass through the model first); the size of one head's
+  `/head` answer (JSON);
 - what-if: a click on a candidate to the first frame after the forced
   translation is drawn (a server round trip: re-decoding with the prefix).
 
@@ -122,15 +124,17 @@ def translate_ms(page, text):
     )
 
 
-def head_view_ms(page, query):
-    """In "How a head works", choosing query `query` → the frame after the
-    server's stages for it are drawn (one request, one payload)."""
+def head_view_ms(page, query, control="#head-query"):
+    """In "How a head works", choosing `query` (or the value of another
+    `control`: `#head-kind`, `#head-layer`) → the frame after the server's
+    stages for it are drawn (one request, one payload)."""
     page.evaluate(
-        "(query) => { document.querySelector('#head-keys').dataset.old = '1';"
+        "([control, value]) => {"
+        " document.querySelector('#head-keys').dataset.old = '1';"
         " window.kmhaDone = null; window.kmhaStart = performance.now();"
-        " const s = document.querySelector('#head-query');"
-        " s.value = String(query); s.dispatchEvent(new Event('change')); }",
-        query,
+        " const s = document.querySelector(control);"
+        " s.value = String(value); s.dispatchEvent(new Event('change')); }",
+        [control, query],
     )
     page.wait_for_function(
         """() => {
@@ -325,7 +329,9 @@ def run_worker(args, settings):
 
 def head_view_timing(page, url, args, settings):
     """ "How a head works" for one head of the last translation: each query
-    chosen in turn, and the size of one head's answer (`/head`, JSON)."""
+    chosen in turn (after the first, the server has the block traced), then
+    every other attention block, each the first time (a pass through the
+    model), and the size of one head's answer (`/head`, JSON)."""
     import json
 
     from gradio_client import Client
@@ -335,6 +341,13 @@ def head_view_timing(page, url, args, settings):
     count = page.evaluate("window.KMHA.store.payload.tokens.decoder.length")
     times = [head_view_ms(page, (i + 1) % count) for i in range(settings.whatifs)]
     summary = harness.summarize_ms([t / 1e3 for t in times])
+    # Blocks not traced yet: the other cross-attention layers, then the last
+    # layer's decoder self-attention and encoder self-attention.
+    layers = page.evaluate("window.KMHA.store.payload.shape.cross[0]")
+    blocks = [head_view_ms(page, layer, "#head-layer") for layer in range(1, layers)]
+    for kind in ("decoder", "encoder"):
+        blocks.append(head_view_ms(page, kind, "#head-kind"))
+    summary["new_block"] = harness.summarize_ms([t / 1e3 for t in blocks])
     p = page.evaluate("window.KMHA.store.payload.tokens")
     client = Client(url, verbose=False, analytics_enabled=False)
     answer = client.predict(
@@ -360,6 +373,12 @@ METRICS = [
     ("payload arrived → all views drawn p95, ms", "translate_drawing.p95_ms", "", 0),
     ("how a head works, query → drawn p50, ms", "head_view.median_ms", "<= 300", 0),
     ("how a head works, query → drawn p95, ms", "head_view.p95_ms", "", 0),
+    (
+        "how a head works, a block not traced yet → drawn p50, ms",
+        "head_view.new_block.median_ms",
+        "",
+        0,
+    ),
     ("one head's answer (/head JSON), KB", "head_view.payload_kb", "<= 200", 1),
     ("head switch p50, ms", "head_switch.median_ms", "<= 50", 1),
     ("head switch p95, ms", "head_switch.p95_ms", "", 1),
