@@ -16,13 +16,15 @@ Methods (`method=`):
   attributions of one output piece sum to `f_t(e) - f_t(0)` up to the
   integration error, which `Attribution.completeness_error` reports.
 
-Every output piece's gradient is taken in one backward pass: the pair is
-repeated along the batch and each row differentiates one `f_t` at one point
-of the path (`T` rows for gradient x input, `T * (steps + 2)` for
-integrated gradients), in chunks of a fixed number of rows. The gradient
-itself is the one place that names a backend (`_value_and_gradient`:
-`jax.value_and_grad` or `tf.GradientTape`); the whole computation is
-compiled with `keras_mha.decoding.compile_search`.
+Every output piece's gradient comes from one backward pass: the rows of a
+call each explain one `f_t` at one point of the path (`T` rows for gradient
+x input, `T * (steps + 2)` for integrated gradients), a point at a time, in
+chunks of a fixed number of rows. On JAX one forward pass serves a chunk
+and its backward passes run together (`jax.vjp`, then `jax.vmap` over the
+rows); on TensorFlow the pair is repeated along the batch, one row per
+value. That gradient is the one place that names a backend
+(`_value_and_gradient`); the whole computation is compiled with
+`keras_mha.decoding.compile_search`.
 
 Shape legend: S source pieces, T target pieces (the end piece included), D
 model width, R rows of the repeated batch.
@@ -86,18 +88,24 @@ class Attribution:
 
 
 def _value_and_gradient(fn, x):
-    """`(fn(x), d sum(fn(x)) / dx)` for a scalar-summed `fn`: the one
-    backend-specific function of attribution."""
+    """The one backend-specific function of attribution: `fn(x)`, `(R,)`
+    values, and the gradient of each value with respect to `x`.
+
+    On JAX `x` is `(1, L, D)`, one input that every value reads: one
+    forward pass (`jax.vjp`), then the R backward passes together
+    (`jax.vmap` over the R one-hot cotangents); the gradients are
+    `(R, L, D)`. On TensorFlow `x` is `(R, L, D)`, the input repeated,
+    value r reading row r only: the gradient of their sum is each row's
+    own.
+    """
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
 
-        def total(x):
-            values = fn(x)
-            return ops.sum(values), values
-
-        (_, values), gradient = jax.value_and_grad(total, has_aux=True)(x)
-        return values, gradient
+        values, pullback = jax.vjp(fn, x)
+        cotangents = ops.eye(values.shape[0], dtype=values.dtype)  # (R, R)
+        (gradient,) = jax.vmap(pullback)(cotangents)  # (R, 1, L, D)
+        return values, gradient[:, 0]
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -111,7 +119,8 @@ def _value_and_gradient(fn, x):
 
 def explained_values(model, encoder_inputs, decoder_inputs, labels, vectors, rows):
     """`(R,)` log-probability of `labels[r, rows[r]]` with token vectors
-    `vectors = (source (R, S, D), target (R, T, D))`.
+    `vectors = (source (R, S, D), target (R, T, D))`, or one input `(1, S,
+    D)`, `(1, T, D)` (with `(1, S)`, `(1, T)` ids) that every row reads.
 
     Only row r's own position goes through the final normalisation and the
     output projection: the other T - 1 positions' logits would be thrown
@@ -124,7 +133,9 @@ def explained_values(model, encoder_inputs, decoder_inputs, labels, vectors, row
         token_vectors={"source": source, "target": target},
         return_hidden_states=True,
     )
-    hidden = outputs["hidden_states"][-1]  # (R, T, D) the last decoder layer
+    hidden = outputs["hidden_states"][-1]  # (R or 1, T, D) the last decoder layer
+    if hidden.shape[0] != rows.shape[0]:  # One input for every row.
+        hidden = ops.broadcast_to(hidden, (rows.shape[0], *hidden.shape[1:]))
     at = ops.take_along_axis(hidden, rows[:, None, None], axis=1)  # (R, 1, D)
     logits = model.logits(at)[:, 0]  # (R, V)
     log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)  # (R, V)
@@ -135,13 +146,18 @@ def explained_values(model, encoder_inputs, decoder_inputs, labels, vectors, row
 def _attribute(model, encoder_inputs, decoder_inputs, labels, rows, alphas):
     """The compiled body: gradients at `alphas` times the inputs.
 
-    Args: `(R, S)`, `(R, T)`, `(R, T)` ids; `rows` `(R,)` the output piece
-    each row explains; `alphas` `(R,)` the point on the path of each row.
+    Args: `(R, S)`, `(R, T)`, `(R, T)` ids, R copies of one pair; `rows`
+    `(R,)` the output piece each row explains; `alphas` `(R,)` the point
+    on the path, the same for every row of a call.
 
     Returns: `(values (R,), source grad x input (R, S), target (R, T))`.
     """
-    source = model.source_embedding.token_vectors(encoder_inputs)  # (R, S, D)
-    target = model.target_embedding.token_vectors(decoder_inputs)  # (R, T, D)
+    if keras.backend.backend() == "jax":
+        # One input for all rows (see `_value_and_gradient`).
+        encoder_inputs, decoder_inputs = encoder_inputs[:1], decoder_inputs[:1]
+        alphas = alphas[:1]
+    source = model.source_embedding.token_vectors(encoder_inputs)  # (R|1, S, D)
+    target = model.target_embedding.token_vectors(decoder_inputs)  # (R|1, T, D)
     scale = ops.cast(alphas, source.dtype)[:, None, None]
 
     def fn(joint):
@@ -233,26 +249,29 @@ class Attributor:
         else:
             alphas = ((np.arange(steps) + 0.5) / steps).astype("float32")
             points = np.concatenate([[1.0, 0.0], alphas]).astype("float32")
-        rows = np.repeat(np.arange(T, dtype="int32"), len(points))  # (R,)
-        scales = np.tile(points, T)  # (R,)
+        # Point by point, each point's T rows in whole chunks: every call
+        # explains rows at one point of the path (on JAX, one forward pass).
         chunk = min(padded, self.CHUNK_ROWS)
-        R = len(rows)
-        filled = -(-R // chunk) * chunk  # R rounded up to whole chunks
-        rows = np.pad(rows, (0, filled - R))
-        scales = np.pad(scales, (0, filled - R))
+        per_point = -(-T // chunk) * chunk  # T rounded up to whole chunks
+        rows = np.tile(
+            np.pad(np.arange(T, dtype="int32"), (0, per_point - T)), len(points)
+        )
+        scales = np.repeat(points, per_point)  # (R,)
         tiled = [np.tile(x, (chunk, 1)) for x in (source_ids, decoder_ids, labels)]
         parts = [
             self._compiled(*tiled, rows[i : i + chunk], scales[i : i + chunk])
-            for i in range(0, filled, chunk)
+            for i in range(0, len(rows), chunk)
         ]
         values, source, target = (
-            np.concatenate([np.asarray(p[j], "float64") for p in parts])[:R]
+            np.concatenate([np.asarray(p[j], "float64") for p in parts])
+            .reshape(len(points), per_point, -1)[:, :T]
+            .transpose(1, 0, 2)
             for j in range(3)
         )
-        # Back to one row per output piece and point; padding cut.
-        values = values.reshape(T, len(points))
-        source = source.reshape(T, len(points), -1)[:, :, :S]
-        target = target.reshape(T, len(points), -1)[:, :, :T]
+        # One row per output piece and point; padding cut.
+        values = values[:, :, 0]
+        source = source[:, :, :S]
+        target = target[:, :, :T]
         if method == "grad_x_input":
             return Attribution(method, source[:, 0], target[:, 0], values[:, 0])
         # Each path row holds e . g(alpha e); their mean over the path is the
