@@ -19,12 +19,11 @@ Methods (`method=`):
 Every output piece's gradient comes from one backward pass: the rows of a
 call each explain one `f_t` at one point of the path (`T` rows for gradient
 x input, `T * (steps + 2)` for integrated gradients), a point at a time, in
-chunks of a fixed number of rows. On JAX one forward pass serves a chunk
-and its backward passes run together (`jax.vjp`, then `jax.vmap` over the
-rows); on TensorFlow the pair is repeated along the batch, one row per
-value. That gradient is the one place that names a backend
-(`_value_and_gradient`); the whole computation is compiled with
-`keras_mha.decoding.compile_search`.
+chunks of a fixed number of rows: one forward pass serves a chunk and its
+backward passes run together (`jax.vjp` and `jax.vmap`, or TensorFlow's
+vectorized `GradientTape.jacobian`). That gradient is the one place that
+names a backend (`_value_and_gradient`); the whole computation is compiled
+with `keras_mha.decoding.compile_search`.
 
 Shape legend: S source pieces, T target pieces (the end piece included), D
 model width, R rows of the repeated batch.
@@ -89,14 +88,10 @@ class Attribution:
 
 def _value_and_gradient(fn, x):
     """The one backend-specific function of attribution: `fn(x)`, `(R,)`
-    values, and the gradient of each value with respect to `x`.
-
-    On JAX `x` is `(1, L, D)`, one input that every value reads: one
-    forward pass (`jax.vjp`), then the R backward passes together
-    (`jax.vmap` over the R one-hot cotangents); the gradients are
-    `(R, L, D)`. On TensorFlow `x` is `(R, L, D)`, the input repeated,
-    value r reading row r only: the gradient of their sum is each row's
-    own.
+    values of one input `x` `(1, L, D)`, and the gradient of each value with
+    respect to it, `(R, L, D)`: one forward pass, then the R backward passes
+    together (JAX: `jax.vjp`, then `jax.vmap` over the R one-hot
+    cotangents; TensorFlow: `GradientTape.jacobian`, vectorized).
     """
     backend = keras.backend.backend()
     if backend == "jax":
@@ -112,8 +107,7 @@ def _value_and_gradient(fn, x):
         with tf.GradientTape() as tape:
             tape.watch(x)
             values = fn(x)
-            summed = tf.reduce_sum(values)
-        return values, tape.gradient(summed, x)
+        return values, tape.jacobian(values, x)[:, 0]
     raise NotImplementedError(f"Attribution needs JAX or TensorFlow, not {backend}")
 
 
@@ -152,12 +146,11 @@ def _attribute(model, encoder_inputs, decoder_inputs, labels, rows, alphas):
 
     Returns: `(values (R,), source grad x input (R, S), target (R, T))`.
     """
-    if keras.backend.backend() == "jax":
-        # One input for all rows (see `_value_and_gradient`).
-        encoder_inputs, decoder_inputs = encoder_inputs[:1], decoder_inputs[:1]
-        alphas = alphas[:1]
-    source = model.source_embedding.token_vectors(encoder_inputs)  # (R|1, S, D)
-    target = model.target_embedding.token_vectors(decoder_inputs)  # (R|1, T, D)
+    # One input for all rows (see `_value_and_gradient`).
+    encoder_inputs, decoder_inputs = encoder_inputs[:1], decoder_inputs[:1]
+    alphas = alphas[:1]
+    source = model.source_embedding.token_vectors(encoder_inputs)  # (1, S, D)
+    target = model.target_embedding.token_vectors(decoder_inputs)  # (1, T, D)
     scale = ops.cast(alphas, source.dtype)[:, None, None]
 
     def fn(joint):
