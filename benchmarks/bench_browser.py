@@ -229,8 +229,12 @@ REFERENCES = {
 
 
 def screenshots(page, folder, model):
-    """A picture of the page's top and of each view, with the last translation."""
+    """A picture of the page's top and of each view, with the last translation
+    (the guided tour, which a fresh browser opens, dismissed first)."""
     folder.mkdir(parents=True, exist_ok=True)
+    skip = page.get_by_role("button", name="Skip the tour")
+    if skip.count() and skip.first.is_visible():
+        skip.first.click()
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=folder / "translate.png")
     tabs = page.locator("#explorer-tabs")
@@ -241,6 +245,7 @@ def screenshots(page, folder, model):
         ("Beam search", "beam"),
         ("Word alignment", "alignment"),
         ("Head statistics", "heads"),
+        ("How a head works", "head"),
     ]:
         page.get_by_role("tab", name=tab).click()
         if name == "steps":
