@@ -127,6 +127,12 @@ SECTIONS = {
         "programs are what each model keeps (bounded by "
         "`explorer.models.MAX_PROGRAMS`).",
     ),
+    "bench_app_soak_tensorflow": (
+        "A day of visitors on TensorFlow",
+        "The same soak test against the app on the TensorFlow backend, run on "
+        "its own (`--output benchmarks/results/bench_app_soak_tensorflow.json`) "
+        "so that each backend's run has the 2-core CPU to itself.",
+    ),
     "bench_browser": (
         "The page in a browser",
         "Debian's Chromium driven by Playwright against a live app on the "
@@ -166,6 +172,7 @@ ORDER = (
     "bench_faithfulness",
     "bench_app",
     "bench_app_soak",
+    "bench_app_soak_tensorflow",
     "bench_browser",
 )
 
@@ -236,7 +243,7 @@ def summary_table(summary):
 
 
 def section(result):
-    name = result["benchmark"]
+    name = result.get("section", result["benchmark"])
     title, description = SECTIONS.get(name, (name, ""))
     settings = ", ".join(
         f"{key.replace('_', ' ')} {_value(value)}"
@@ -265,15 +272,21 @@ def section(result):
 
 
 def load_results(results_dir=RESULTS):
-    """The full (not `--quick`) results, in the order of `ORDER`."""
-    results = [
-        json.loads(path.read_text(encoding="utf-8"))
-        for path in sorted(results_dir.glob("*.json"))
-        if not path.name.endswith(".quick.json")
-    ]
-    results = [r for r in results if not r.get("quick")]
+    """The full (not `--quick`) results, in the order of `ORDER`.
+
+    Each result is keyed by its file's name (`"section"`), so that one
+    benchmark written to two files (e.g. one soak per backend) gives two
+    sections.
+    """
+    results = []
+    for path in sorted(results_dir.glob("*.json")):
+        if path.name.endswith(".quick.json"):
+            continue
+        result = json.loads(path.read_text(encoding="utf-8"))
+        if not result.get("quick"):
+            results.append(dict(result, section=path.stem))
     rank = {name: index for index, name in enumerate(ORDER)}
-    return sorted(results, key=lambda r: (rank.get(r["benchmark"], 99), r["benchmark"]))
+    return sorted(results, key=lambda r: (rank.get(r["section"], 99), r["section"]))
 
 
 def report(results_dir=RESULTS):

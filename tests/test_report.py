@@ -47,3 +47,22 @@ def test_a_result_renders_portably(tmp_path):
     assert "Settings: model en-es." in text
     assert "| latency p50 ms | 20.5 |" in text
     assert "| quick |" not in text and "/srv" not in text and "data dir" not in text
+
+
+def test_one_benchmark_in_two_files_gives_a_section_per_file(tmp_path):
+    result = {
+        "benchmark": "bench_app_soak",
+        "command": "python -m benchmarks.bench_app --soak --backends jax",
+        "quick": False,
+        "machine": {},
+        "settings": {},
+        "table": "| metric | jax |\n|---|---|\n| requests | 10 |",
+    }
+    (tmp_path / "bench_app_soak.json").write_text(json.dumps(result))
+    tensorflow = dict(result, table="| metric | tensorflow |\n|---|---|\n| requests | 9 |")
+    (tmp_path / "bench_app_soak_tensorflow.json").write_text(json.dumps(tensorflow))
+    text = report.report(tmp_path)
+    first = text.index("## " + report.SECTIONS["bench_app_soak"][0] + "\n")
+    second = text.index("## " + report.SECTIONS["bench_app_soak_tensorflow"][0] + "\n")
+    assert first < second
+    assert text.index("| requests | 10 |") < second < text.index("| requests | 9 |")
