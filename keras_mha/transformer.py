@@ -46,6 +46,10 @@ class Transformer(keras.Model):
         normalize_first: bool, pre-LN (with a final layer norm) or post-LN.
         activation: feed-forward activation.
         layer_norm_epsilon: float.
+        kernel_initializer: initializer of every dense kernel (attention,
+            feed-forward, untied output projection).
+        embeddings_initializer: initializer of the token tables; `None`
+            draws them from N(0, 1/D).
         **kwargs: `keras.Model` arguments (`name`, `dtype`).
 
     Call arguments:
@@ -90,6 +94,8 @@ class Transformer(keras.Model):
         normalize_first=True,
         activation="relu",
         layer_norm_epsilon=1e-5,
+        kernel_initializer="glorot_uniform",
+        embeddings_initializer=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -115,6 +121,12 @@ class Transformer(keras.Model):
         self.normalize_first = normalize_first
         self.activation = activation
         self.layer_norm_epsilon = layer_norm_epsilon
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.embeddings_initializer = (
+            None
+            if embeddings_initializer is None
+            else keras.initializers.get(embeddings_initializer)
+        )
         self.build()
 
     def build(self, inputs_shape=None):
@@ -128,6 +140,7 @@ class Transformer(keras.Model):
                 self.max_length,
                 D,
                 position_embedding=self.position_embedding,
+                embeddings_initializer=self.embeddings_initializer,
                 dtype=self.dtype_policy,
                 name=name,
             )
@@ -153,6 +166,7 @@ class Transformer(keras.Model):
             activation=self.activation,
             layer_norm_epsilon=self.layer_norm_epsilon,
             normalize_first=self.normalize_first,
+            kernel_initializer=self.kernel_initializer,
             dtype=self.dtype_policy,
         )
         sequence_shape = (None, None, D)
@@ -185,6 +199,7 @@ class Transformer(keras.Model):
         if not self.tie_output:
             self.output_dense = keras.layers.Dense(
                 self.target_vocabulary_size,
+                kernel_initializer=self.kernel_initializer,
                 dtype=self.dtype_policy,
                 name="output_dense",
             )
@@ -417,6 +432,14 @@ class Transformer(keras.Model):
                 "normalize_first": self.normalize_first,
                 "activation": self.activation,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "embeddings_initializer": (
+                    None
+                    if self.embeddings_initializer is None
+                    else keras.initializers.serialize(self.embeddings_initializer)
+                ),
             }
         )
         return config

@@ -31,6 +31,21 @@ def test_load_reads_model_tokenizer_and_card(translator):
     assert translator.model.num_heads == 2
 
 
+def test_load_draws_no_initial_weights_and_reads_the_saved_ones(monkeypatch):
+    saved = keras.saving.load_model(TINY / "model.keras")
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"{type(self).__name__} drew initial weights")
+
+    for name in ("GlorotUniform", "RandomNormal", "RandomUniform"):
+        monkeypatch.setattr(getattr(keras.initializers, name), "__call__", refuse)
+    loaded = Translator.load(TINY).model
+    assert loaded.get_config() == saved.get_config()
+    assert [w.path for w in loaded.weights] == [w.path for w in saved.weights]
+    for mine, theirs in zip(loaded.weights, saved.weights):
+        np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs))
+
+
 def test_translation_fields_and_attention_shapes(translator):
     t = translator.translate("I love you.", return_attention=True)
     assert isinstance(t, Translation)
