@@ -115,6 +115,9 @@ def cold_start(server, model, settings):
     future.result(timeout=settings.startup_timeout)
     answer = time.perf_counter() - server.started
     result = {"page_seconds": round(page, 2), "answer_seconds": round(answer, 2)}
+    # The server logs the default model's phases once its own warm-up (every
+    # request kind) has ended, which can be after the first answer.
+    server.wait_for_output(f"warm-up: {model} loaded in", settings.warmup_timeout)
     log = server.output(chars=10**6)
     found = STARTUP_LINE.search(log)
     if found:
