@@ -148,7 +148,14 @@ def load_transformer(path):
     result is the same model (shipped en-fr on a 2-core CPU, JAX: 2.7 s that
     way, 0.7 s this way; TensorFlow: 0.75 s either way).
     """
-    with zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory() as folder:
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"{path}: not a saved Keras model ({error})") from None
+    with archive, tempfile.TemporaryDirectory() as folder:
+        missing = {"config.json", "model.weights.h5"} - set(archive.namelist())
+        if missing:
+            raise ValueError(f"{path}: not a saved Keras model (no {sorted(missing)})")
         config = json.loads(archive.read("config.json"))
         # Read from a plain file: h5py seeking inside the (deflated) zip
         # member is slower than extracting it.
