@@ -122,11 +122,7 @@ class Transformer(keras.Model):
         self.activation = activation
         self.layer_norm_epsilon = layer_norm_epsilon
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.embeddings_initializer = (
-            None
-            if embeddings_initializer is None
-            else keras.initializers.get(embeddings_initializer)
-        )
+        self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
         self.build()
 
     def build(self, inputs_shape=None):
@@ -435,10 +431,8 @@ class Transformer(keras.Model):
                 "kernel_initializer": keras.initializers.serialize(
                     self.kernel_initializer
                 ),
-                "embeddings_initializer": (
-                    None
-                    if self.embeddings_initializer is None
-                    else keras.initializers.serialize(self.embeddings_initializer)
+                "embeddings_initializer": keras.initializers.serialize(
+                    self.embeddings_initializer
                 ),
             }
         )

@@ -168,19 +168,16 @@ def load_transformer(path):
 def _build_without_initial_weights(config):
     """The `Transformer` of a saved config, built with zero initializers."""
     arguments = config["config"]
-    saved = {
-        "kernel_initializer": arguments.get("kernel_initializer", "glorot_uniform"),
-        "embeddings_initializer": arguments.get("embeddings_initializer"),
-    }
+    saved = [
+        arguments.get("kernel_initializer", "glorot_uniform"),
+        arguments.get("embeddings_initializer"),
+    ]
     arguments.update(kernel_initializer="zeros", embeddings_initializer="zeros")
     model = keras.saving.deserialize_keras_object(config, safe_mode=True)
     # The model's config names the saved initializers again (a model built
     # from it, or saved again, initializes as the original would).
-    model.kernel_initializer = keras.initializers.get(saved["kernel_initializer"])
-    model.embeddings_initializer = (
-        None
-        if saved["embeddings_initializer"] is None
-        else keras.initializers.get(saved["embeddings_initializer"])
+    model.kernel_initializer, model.embeddings_initializer = (
+        keras.initializers.get(initializer) for initializer in saved
     )
     return model
 
