@@ -5,6 +5,8 @@ Shape legend: B batch, T length, D model dim, F intermediate dim.
 
 import keras
 
+from keras_mha.initializers import clone_initializer
+
 
 @keras.saving.register_keras_serializable(package="keras_mha")
 class FeedForward(keras.layers.Layer):
@@ -55,23 +57,27 @@ class FeedForward(keras.layers.Layer):
 
     def build(self, inputs_shape):
         hidden_dim = inputs_shape[-1]
-        common = dict(
-            kernel_initializer=self.kernel_initializer,
-            bias_initializer=self.bias_initializer,
-            dtype=self.dtype_policy,
-        )
+
+        def common():
+            # A copy of each initializer per Dense: the two kernels differ.
+            return dict(
+                kernel_initializer=clone_initializer(self.kernel_initializer),
+                bias_initializer=clone_initializer(self.bias_initializer),
+                dtype=self.dtype_policy,
+            )
+
         self.intermediate_dense = keras.layers.Dense(
             self.intermediate_dim,
             activation=self.activation,
             name="intermediate_dense",
-            **common,
+            **common(),
         )
         self.intermediate_dense.build(inputs_shape)
         self.dropout_layer = keras.layers.Dropout(
             self.dropout, dtype=self.dtype_policy, name="dropout_layer"
         )
         self.output_dense = keras.layers.Dense(
-            hidden_dim, name="output_dense", **common
+            hidden_dim, name="output_dense", **common()
         )
         self.output_dense.build(tuple(inputs_shape[:-1]) + (self.intermediate_dim,))
         self.built = True

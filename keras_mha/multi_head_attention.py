@@ -11,6 +11,7 @@ import keras
 from keras import ops
 
 from keras_mha import backend_config
+from keras_mha.initializers import clone_initializer
 from keras_mha.masks import merge_masks
 
 
@@ -161,7 +162,7 @@ class MultiHeadAttention(keras.layers.Layer):
         kernel = self.add_weight(
             name=f"{name}_kernel",
             shape=kernel_shape,
-            initializer=self.kernel_initializer,
+            initializer=clone_initializer(self.kernel_initializer),
             regularizer=self.kernel_regularizer,
             constraint=self.kernel_constraint,
         )
@@ -170,7 +171,7 @@ class MultiHeadAttention(keras.layers.Layer):
             bias = self.add_weight(
                 name=f"{name}_bias",
                 shape=bias_shape,
-                initializer=self.bias_initializer,
+                initializer=clone_initializer(self.bias_initializer),
                 regularizer=self.bias_regularizer,
                 constraint=self.bias_constraint,
             )

@@ -11,6 +11,7 @@ from keras import ops
 from keras_mha.decoder import TransformerDecoderLayer
 from keras_mha.embedding import TokenAndPositionEmbedding
 from keras_mha.encoder import TransformerEncoderLayer
+from keras_mha.initializers import clone_initializer
 from keras_mha.masks import padding_mask
 
 
@@ -136,7 +137,7 @@ class Transformer(keras.Model):
                 self.max_length,
                 D,
                 position_embedding=self.position_embedding,
-                embeddings_initializer=self.embeddings_initializer,
+                embeddings_initializer=clone_initializer(self.embeddings_initializer),
                 dtype=self.dtype_policy,
                 name=name,
             )
@@ -195,7 +196,7 @@ class Transformer(keras.Model):
         if not self.tie_output:
             self.output_dense = keras.layers.Dense(
                 self.target_vocabulary_size,
-                kernel_initializer=self.kernel_initializer,
+                kernel_initializer=clone_initializer(self.kernel_initializer),
                 dtype=self.dtype_policy,
                 name="output_dense",
             )
