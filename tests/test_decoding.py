@@ -111,11 +111,16 @@ def test_beam_of_one_is_greedy(model, source):
     np.testing.assert_array_equal(beam[:, 0], greedy)
 
 
-def test_beam_search_sorted_and_at_least_as_good_as_greedy(model, source):
+def test_beam_search_ranks_finished_first_by_score_and_beats_greedy(model, source):
     out = beam_search(model, source, 10, BOS, EOS, beam_size=4, length_penalty=0.0)
-    scores = _np(out["scores"])
-    assert scores.shape == (3, 4)
-    assert np.all(np.diff(scores, axis=1) <= 1e-6)
+    scores, finished = _np(out["scores"]), _np(out["finished"])
+    assert scores.shape == finished.shape == (3, 4)
+    # Finished hypotheses first, then those cut off by max_length: a cut-off
+    # one may score higher, but it is not a translation yet.
+    assert np.all(np.diff(finished.astype(int), axis=1) <= 0)
+    for row_scores, row_finished in zip(scores, finished):
+        for group in (row_finished, ~row_finished):
+            assert np.all(np.diff(row_scores[group]) <= 1e-6)
     greedy = _np(greedy_search(model, source, 10, BOS, EOS)["log_probs"]).sum(-1)
     # With alpha = 0 the score is the log-probability: beam search never
     # returns a worse best hypothesis than greedy on these inputs.
