@@ -125,6 +125,9 @@ def cold_start(server, model, settings):
         result["build_seconds"] = float(found[2])
     found = FIRST_LINE.search(log)
     if found:
+        # The default model loads for the first answer; its warm-up line
+        # then reports it as already loaded.
+        result["first_answer_load_seconds"] = float(found[2])
         result["first_answer_compile_seconds"] = float(found[3])
     result["models"] = {
         name: {
@@ -269,7 +272,7 @@ def metrics(settings, model):
         ("first start: page built, s", "first_start.build_seconds", "", 1),
         (
             "first start: default model loaded, s",
-            f"first_start.models.{model}.load_seconds",
+            "first_start.first_answer_load_seconds",
             "",
             1,
         ),
