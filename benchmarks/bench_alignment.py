@@ -8,8 +8,9 @@ Each gold pair (`../shared/data/align/*.jsonl`: English words, translation
 words, sure links; see its README) is teacher-forced through the shipped
 model of its language pair (`Translator.score`), and every method of
 `keras_mha.alignment` (`method_names`: averaged, shifted, each layer, each
-head, each with the argmax, intersection, union and threshold rules) turns
-the recorded cross-attention into word links. AER counts sure links as
+head, each with the argmax, intersection, union and threshold rules, and
+with the diagonal prior before them) turns the recorded cross-attention
+into word links. AER counts sure links as
 possible (the gold sets have no possible links).
 
 Gold words are pre-tokenized; they are joined with spaces into the texts the
@@ -104,10 +105,12 @@ def measure(
                 )
             )
     for name, found in attributions.items():
-        for rule in ("", "+inter", "+union", "+p0.3"):
+        for rule in alignment.RULES:
             links_rule, threshold = alignment.parse_links("x" + rule)
+            diagonal = alignment.uses_diagonal_prior("x" + rule)
             predicted = [
-                alignment.attribution_alignment(a, links_rule, threshold) for a in found
+                alignment.attribution_alignment(a, links_rule, threshold, diagonal)
+                for a in found
             ]
             scores = alignment.alignment_scores(predicted, sure)
             results[f"attribution:{name}{rule}"] = {

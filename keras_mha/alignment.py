@@ -30,6 +30,14 @@ How a word matrix becomes links (a suffix, default `argmax`):
 - `+p<t>`: every link whose weight in its row is at least t (rows sum to 1),
   e.g. `"average+p0.3"`: none, one or several per target word.
 
+A diagonal prior (`+diag` before the rule, e.g. `"average+diag+inter"`):
+each word row is multiplied by `exp(-4 |(i + 0.5) / S - (j + 0.5) / T|)`
+for source word i of S and target word j of T, and normalized again, before
+the links are read: fast_align's preference for links near the diagonal
+(Dyer et al., 2013, with its default tension 4, not fitted to any gold set).
+Attention of a small model on text unlike its training data spreads over
+the sentence; the prior breaks near-ties in favour of the usual word order.
+
 Links are `(source_word, target_word)` index pairs; `to_pharaoh` writes them
 in the standard `i-j` form (i = source word, j = target word).
 
@@ -51,12 +59,21 @@ from keras_mha.errors import InvalidArgumentError
 from keras_mha.tokens import CONTROL_PIECES, merge_labels, merge_pieces, word_groups
 
 # The default is the method with the lowest mean AER over the human gold sets
-# of `../shared/data/align` with the shipped models (`python -m
-# benchmarks.bench_alignment`; table in docs/performance.md): averaged
-# attention with the union of row and column argmaxes, mean AER 62.5
-# against 65.9 for `average` and 84.0 for `shift-att`.
-DEFAULT_METHOD = "average+union"
-ALIGNMENT_METHODS = (DEFAULT_METHOD, "average+inter", "average", "shift-att")
+# of `../shared/data/align` with the shipped models that works for any model
+# shape (`python -m benchmarks.bench_alignment`; table in
+# docs/performance.md): averaged attention under the diagonal prior, links
+# where the row and column argmaxes agree.
+DEFAULT_METHOD = "average+diag+inter"
+ALIGNMENT_METHODS = (
+    DEFAULT_METHOD,
+    "average+diag+union",
+    "average+union",
+    "average+inter",
+    "average",
+    "shift-att",
+)
+# fast_align's default diagonal tension (Dyer et al., 2013).
+DIAGONAL_TENSION = 4.0
 
 
 def _groups(pieces):
@@ -110,16 +127,25 @@ def parse_method(method):
     )
 
 
+def uses_diagonal_prior(method):
+    """Whether `method` names the diagonal prior (`"...+diag[+rule]"`)."""
+    parts = str(method).split("+")
+    return len(parts) > 1 and parts[1] == "diag"
+
+
 def parse_links(method):
     """The links rule of `method`: `("argmax" | "inter" | "union", None)` or
-    `("threshold", t)`.
+    `("threshold", t)`; a `+diag` before it is read by `uses_diagonal_prior`.
 
     Raises:
         ValueError: for an unknown rule.
     """
-    if "+" not in str(method):
+    parts = str(method).split("+")
+    if uses_diagonal_prior(method):
+        parts = parts[:1] + parts[2:]
+    if len(parts) == 1:
         return "argmax", None
-    rule = str(method).split("+", 1)[1]
+    rule = "+".join(parts[1:])
     if rule in ("inter", "union"):
         return rule, None
     if rule.startswith("p"):
@@ -131,12 +157,15 @@ def parse_links(method):
             return "threshold", threshold
     raise InvalidArgumentError(
         "Received an invalid value for the links rule of `method`, expected "
-        '"+inter", "+union" or "+p<t>" with 0 < t <= 1. '
+        '"+inter", "+union" or "+p<t>" with 0 < t <= 1 (maybe after "+diag"). '
         f"Received: method={method!r}"
     )
 
 
-def method_names(num_layers, num_heads, rules=("", "+inter", "+union", "+p0.3")):
+RULES = ("", "+inter", "+union", "+p0.3", "+diag", "+diag+inter", "+diag+union")
+
+
+def method_names(num_layers, num_heads, rules=RULES):
     """Every method for a model of this shape, the averaged ones first."""
     attention = ["average", "shift-att"]
     attention += [f"layer:{n}" for n in range(num_layers)]
@@ -181,11 +210,28 @@ def piece_attention(translation, method=DEFAULT_METHOD):
 
 
 def word_attention(translation, method=DEFAULT_METHOD):
-    """`(target_words, source_words)` attention that the links come from."""
+    """`(target_words, source_words)` attention that the links come from
+    (under the diagonal prior when `method` names it)."""
     matrix = piece_attention(translation, method)
     rows = _groups(translation.target_tokens)
     cols = _groups(translation.source_tokens)
-    return merge_pieces(matrix, rows, cols)
+    words = merge_pieces(matrix, rows, cols)
+    return diagonal_prior(words) if uses_diagonal_prior(method) else words
+
+
+def diagonal_prior(matrix, tension=DIAGONAL_TENSION):
+    """A `(T, S)` word matrix with each row weighted toward the diagonal,
+    `exp(-tension |(i + 0.5) / S - (j + 0.5) / T|)` at target j, source i,
+    and normalized to sum to 1 again (all-zero rows stay zero)."""
+    matrix = np.asarray(matrix, "float64")
+    if matrix.size == 0:
+        return matrix
+    target_length, source_length = matrix.shape
+    j = (np.arange(target_length)[:, None] + 0.5) / target_length  # (T, 1)
+    i = (np.arange(source_length)[None] + 0.5) / source_length  # (1, S)
+    weighted = matrix * np.exp(-tension * np.abs(i - j))  # (T, S)
+    totals = weighted.sum(axis=-1, keepdims=True)
+    return np.divide(weighted, totals, out=np.zeros_like(weighted), where=totals > 0)
 
 
 def word_alignment(translation, method=DEFAULT_METHOD):
@@ -264,11 +310,11 @@ def alignment_error_rate(predicted, sure, possible=None):
     return 1.0 - (hits_sure + hits_possible) / (size_predicted + size_sure)
 
 
-def attribution_alignment(attribution, rule="argmax", threshold=None):
+def attribution_alignment(attribution, rule="argmax", threshold=None, diagonal=False):
     """Links from a `keras_mha.attribution.Attribution`: each target word to
     the source word with the largest absolute contribution (summed over the
     word's source pieces, averaged over its target pieces, rows normalized),
-    by a rule of `parse_links`."""
+    by a rule of `parse_links`, under the diagonal prior if `diagonal`."""
     matrix = np.abs(np.asarray(attribution.source, "float64"))  # (T, S)
     totals = matrix.sum(axis=-1, keepdims=True)
     matrix = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
@@ -277,6 +323,8 @@ def attribution_alignment(attribution, rule="argmax", threshold=None):
     words = merge_pieces(matrix, rows, cols)
     if words.size == 0:
         return set()
+    if diagonal:
+        words = diagonal_prior(words)
     return links_from_matrix(words, rule, threshold)
 
 

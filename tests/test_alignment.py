@@ -189,6 +189,35 @@ def test_methods_name_a_rule_after_a_plus():
             word_alignment(translation, method)
 
 
+
+def test_the_diagonal_prior_breaks_near_ties_toward_the_word_order():
+    from keras_mha.alignment import diagonal_prior, links_from_matrix
+
+    # Target word 0 attends almost evenly to source words 0 and 2; the
+    # prior prefers word 0 (on the diagonal), a clear preference survives.
+    matrix = np.array([[0.45, 0.1, 0.45], [0.1, 0.8, 0.1], [0.9, 0.05, 0.05]])
+    weighted = diagonal_prior(matrix)
+    np.testing.assert_allclose(weighted.sum(axis=-1), 1.0)
+    assert links_from_matrix(weighted) == {(0, 0), (1, 1), (0, 2)}
+    # exp(-4 |1/6 - 5/6|) between the far corners, against 1 on the diagonal.
+    flat = diagonal_prior(np.ones((3, 3)))
+    assert flat[0, 2] / flat[0, 0] == pytest.approx(np.exp(-4 * 2 / 3))
+    assert np.all(diagonal_prior(np.zeros((2, 3))) == 0)  # Empty rows stay empty.
+
+
+def test_the_diagonal_prior_is_named_before_the_links_rule():
+    from keras_mha.alignment import method_names, parse_links, uses_diagonal_prior
+
+    assert parse_links("average+diag+inter") == ("inter", None)
+    assert parse_links("layer:1+diag") == ("argmax", None)
+    assert uses_diagonal_prior("average+diag+p0.3")
+    assert not uses_diagonal_prior("average+inter")
+    translation = _translation(np.broadcast_to(PRODUCING, (2, 2, 5, 4)))
+    for method in ("average+inter+diag", "average+diag+diag", "average+diag+maybe"):
+        with pytest.raises(ValueError, match="invalid value"):
+            word_alignment(translation, method)
+    assert "head:1:2+diag+union" in method_names(2, 3)
+
 def test_negative_layers_count_from_the_last_and_shift_applies_to_any():
     cross = np.stack(
         [np.broadcast_to(PRODUCING, (2, 5, 4)), np.broadcast_to(INPUT_ROWS, (2, 5, 4))]
@@ -209,7 +238,7 @@ def test_every_method_of_a_model_shape_is_named_once():
     from keras_mha.alignment import method_names
 
     names = method_names(2, 3)
-    assert len(names) == len(set(names)) == (2 + 2 + 2 + 6) * 4
+    assert len(names) == len(set(names)) == (2 + 2 + 2 + 6) * 7
     assert names[:2] == ["average", "average+inter"]
 
 

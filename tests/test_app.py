@@ -798,11 +798,16 @@ def test_api_align(demo):
     links, _ = alignment.from_pharaoh(out["links"])
     assert sorted(j for _, j in links) == [0, 1, 2, 3]  # One per target word.
     assert all(0 <= i < 5 for i, _ in links)
-    # The default adds each source word's most attending target word.
-    default = demo.api["align"](SENTENCE, target, TINY_MODEL)
-    assert default["method"] == alignment.DEFAULT_METHOD
-    union, _ = alignment.from_pharaoh(default["links"])
+    # "+union" adds each source word's most attending target word; the
+    # default ("+inter") keeps the links both ways agree on, so at most one
+    # per word on either side.
+    union = demo.api["align"](SENTENCE, target, TINY_MODEL, "average+union")
+    union, _ = alignment.from_pharaoh(union["links"])
     assert union >= links and {i for i, _ in union} == set(range(5))
+    default = demo.api["align"](SENTENCE, target, TINY_MODEL)
+    assert default["method"] == alignment.DEFAULT_METHOD == "average+diag+inter"
+    inter, _ = alignment.from_pharaoh(default["links"])
+    assert inter and len({i for i, _ in inter}) == len({j for _, j in inter}) == len(inter)
     # An empty target aligns the model's own translation.
     own = demo.api["align"](SENTENCE, "", TINY_MODEL, "head:1:1")
     assert own["target"] == demo.api["translate"](SENTENCE, TINY_MODEL)[0]

@@ -14,6 +14,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from explorer.service import MAX_WAITING_PER_MODEL
+from keras_mha import alignment
 from keras_mha.alignment import from_pharaoh
 from tests.app_fixtures import TINY_MODEL, serve_app
 
@@ -123,7 +124,7 @@ def test_mcp_tools_are_the_endpoints_with_their_docstrings(url):
     assert set(properties) == {"source", "target", "model", "method"}
     assert "model's own translation" in properties["target"]["description"]
     assert "Pharaoh" in tools["align"]["description"]
-    assert properties["method"]["default"] == "average+union"
+    assert properties["method"]["default"] == alignment.DEFAULT_METHOD
 
 
 def test_an_mcp_client_calls_a_tool(url):
