@@ -196,7 +196,15 @@ def _is_path(value):
     return isinstance(value, str) and value.startswith("/")
 
 
+# A mapping in a summary (e.g. every method's score) shows this many
+# entries in the doc; the JSON keeps them all.
+SHOWN_ENTRIES = 5
+
+
 def _value(value):
+    if isinstance(value, dict) and len(value) > SHOWN_ENTRIES:
+        shown = dict(list(value.items())[:SHOWN_ENTRIES])
+        return f"{shown} and {len(value) - SHOWN_ENTRIES} more in the JSON"
     if isinstance(value, list):
         return " / ".join(
             "×".join(map(str, v)) if isinstance(v, list) else str(v) for v in value

@@ -66,3 +66,21 @@ def test_one_benchmark_in_two_files_gives_a_section_per_file(tmp_path):
     second = text.index("## " + report.SECTIONS["bench_app_soak_tensorflow"][0] + "\n")
     assert first < second
     assert text.index("| requests | 10 |") < second < text.index("| requests | 9 |")
+
+
+def test_a_long_mapping_in_a_summary_shows_its_first_entries(tmp_path):
+    ranking = {f"method-{i}": float(i) for i in range(40)}
+    result = {
+        "benchmark": "bench_alignment",
+        "command": "python -m benchmarks.bench_alignment",
+        "quick": False,
+        "machine": {},
+        "summary": {"jax": {"mean_aer": ranking, "best_mean": "method-0"}},
+        "table": "| method |",
+    }
+    (tmp_path / "bench_alignment.json").write_text(json.dumps(result))
+    row = next(
+        line for line in report.report(tmp_path).splitlines() if "mean aer" in line
+    )
+    assert "'method-0': 0.0" in row and "'method-4': 4.0" in row
+    assert "method-5'" not in row and "35 more in the JSON" in row
