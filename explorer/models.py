@@ -26,13 +26,14 @@ MAX_TOP_K = 10
 # Pieces each decoder layer would predict (logit lens), for Step by step;
 # every teacher-forced pass records them (`Translator(score_records=...)`).
 LAYER_PREDICTIONS = 3
-# Compiled programs a model keeps at most. What the app asks for needs 13:
+# Compiled programs a model keeps at most. What the app asks for needs 16:
 # greedy and the beam program x 3 source-length buckets (16, 32, 64 pieces;
 # one row per request) = 6, the teacher-forced pass (scoring, the layer
 # predictions and the head view, with the same options; source and target
-# padded to one bucket) x 3 = 3, and attribution x 4 buckets (8 to 64
-# pieces, both methods alike) = 4; all compiled by the warm-up.
-MAX_PROGRAMS = 16
+# padded to one bucket) x 3 = 3, attribution x 4 buckets (8 to 64 pieces,
+# both methods alike) = 4, and the head view's pass of every layer, one per
+# kind (padded to `max_length`) = 3; all compiled by the warm-up.
+MAX_PROGRAMS = 20
 
 LANGUAGES = {"de": "German", "en": "English", "es": "Spanish", "fr": "French"}
 CAPTIONS = "image captions"

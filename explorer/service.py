@@ -346,7 +346,7 @@ class Service:
             `(stages, translation, seconds)`: the stages dict and the scored
             translation whose pieces the rows and columns are.
         """
-        from keras_mha.head_trace import head_stages, trace_layer
+        from keras_mha.head_trace import head_stages
 
         translator = self.translator(model)
         source = str(source or "")[:MAX_INPUT_CHARS]
@@ -367,28 +367,26 @@ class Service:
         piece = translator.tokenizer.piece_to_id
         ids = [piece(p) for p in translation.source_tokens]
         decoder = [piece(p) for p in translation.decoder_input_tokens]
-        # Padded to the length buckets (exact: padded keys are masked), so
-        # that the eager steps meet few shapes; then cut to the real pieces.
-        width = translator.padded_length(max(len(ids), len(decoder)))
-        key = (model, tuple(ids), tuple(decoder), str(kind), layer)
+        key = (model, tuple(ids), tuple(decoder), str(kind))
         try:
             with self._traces_lock:
                 traced = self._traces.get(key)
                 if traced is not None:
                     self._traces.move_to_end(key)
             if traced is None:
+                # Every layer of the kind in one compiled pass.
                 with self.using(model):
-                    traced = trace_layer(
-                        translator.model,
-                        [ids + [0] * (width - len(ids))],
-                        [decoder + [0] * (width - len(decoder))],
-                        str(kind),
-                        layer,
-                    )
+                    traced = translator.trace_layers(ids, decoder, str(kind))
                 with self._traces_lock:
                     self._traces[key] = traced
                     while len(self._traces) > TRACED_BLOCKS:
                         self._traces.popitem(last=False)
+            if not 0 <= layer < len(traced):
+                raise InvalidArgumentError(
+                    f"`layer={layer}` does not exist: the {kind} has {len(traced)} "
+                    "layers."
+                )
+            traced = traced[layer]
             stages = head_stages(traced, head, query)
         except InvalidArgumentError as error:
             raise user_error(error) from error
@@ -407,7 +405,8 @@ class Service:
         predictions (the Translate button), `"beam"` (every beam size: one
         program), `"score"` the teacher-forced pass (scoring, the head
         view; source and target share a bucket), `"attribute"` (both
-        methods: one program) and `"head"` the head view's eager steps.
+        methods: one program) and `"head"` the head view's pass of each kind
+        (every length: one program per kind).
         Each goes through the request path, so that exactly the programs
         requests use are compiled; a model is `warm` once every kind of its
         shortest bucket is.
@@ -441,7 +440,8 @@ class Service:
                     for n in [length - 2] + ([6] if shortest else []):
                         self.attribute("a " * n, ["▁a"] * (n - 1), name, "grad_x_input")
                 if "head" in kinds:
-                    self.head(text, pieces, name, "cross", 0, 0, 0)
+                    for kind in ("encoder", "decoder", "cross"):
+                        self.head(text, pieces, name, kind, 0, 0, 0)
                 if length == min(WARM_UP_LENGTHS) and set(kinds) >= set(WARM_UP_KINDS):
                     self.warm.add(name)
             timings[name] = {

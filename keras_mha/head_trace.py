@@ -100,128 +100,249 @@ def trace_layer(model, encoder_inputs, decoder_inputs, kind, layer):
     Raises:
         InvalidArgumentError: for an unknown kind or layer.
     """
-    if kind not in KINDS:
-        raise InvalidArgumentError(
-            f"Received an invalid value for argument `kind`, expected one of "
-            f"{KINDS}. Received: kind={kind!r}"
-        )
+    _check_kind(kind)
     count = model.num_encoder_layers if kind == "encoder" else model.num_decoder_layers
     if not 0 <= int(layer) < count:
         raise InvalidArgumentError(
             f"`layer={layer}` does not exist: the {kind} has {count} layers."
         )
+    # Only the layers up to this one run.
+    return trace_layers(model, encoder_inputs, decoder_inputs, kind, layers=int(layer) + 1)[
+        int(layer)
+    ]
+
+
+def trace_layers(model, encoder_inputs, decoder_inputs, kind, layers=None, run=None):
+    """`trace_layer` for every layer of `kind`, from one pass.
+
+    Args: as `trace_layer`, without `layer`; `layers`: only the first this
+        many (default: all); `run`: optionally a compiled
+        `trace_tensors(model, encoder_inputs, decoder_inputs, kind)` of
+        every layer, taking the two id arrays
+        (`keras_mha.Translator.trace_layers`).
+
+    Returns:
+        A list, one `trace_layer` dict per layer.
+    """
+    _check_kind(kind)
+    encoder_inputs = np.asarray(encoder_inputs, "int32")
+    decoder_inputs = np.asarray(decoder_inputs, "int32")
+    if run is None:
+        tensors = trace_tensors(model, encoder_inputs, decoder_inputs, kind, layers)
+    else:
+        tensors = run(encoder_inputs, decoder_inputs)
+    arrays = {name: _numpy(value) for name, value in tensors.items()}
+    queries = encoder_inputs if kind == "encoder" else decoder_inputs
+    block = (model.encoder_layers if kind == "encoder" else model.decoder_layers)[0]
+    shared = {
+        "mask": arrays["mask"][0],
+        "token_vectors": arrays["token_vectors"][0],
+        "positions": arrays["positions"],
+        "kind": kind,
+        "queries": int(np.sum(queries[0] > 0)),
+        "d_k": model.hidden_dim // model.num_heads,
+        "num_heads": model.num_heads,
+        "normalize_first": bool(block.normalize_first),
+    }
+    per_layer = [name for name in LAYER_STAGES if name in arrays]
+    return [
+        dict(
+            {name: arrays[name][n, 0] for name in per_layer},
+            layer_output=arrays["layer_output"][n, 0] if "layer_output" in arrays else None,
+            **shared,
+        )
+        for n in range(arrays["x"].shape[0])
+    ]
+
+
+# The stages `trace_tensors` returns per layer (stacked on a first axis).
+LAYER_STAGES = (
+    "x",
+    "normalized",
+    "q",
+    "key_inputs",
+    "keys",
+    "values",
+    "weights",
+    "context",
+    "output",
+    "residual",
+    "block_output",
+)
+
+
+def _check_kind(kind):
+    if kind not in KINDS:
+        raise InvalidArgumentError(
+            f"Received an invalid value for argument `kind`, expected one of "
+            f"{KINDS}. Received: kind={kind!r}"
+        )
+
+
+def trace_tensors(model, encoder_inputs, decoder_inputs, kind, layers=None):
+    """The tensors behind `trace_layers`: tensor operations only, so that
+    the pass compiles (`keras_mha.decoding.compile_search`); `layers`: the
+    first this many layers of `kind` (default: all).
+
+    The model's own layers run layer by layer; at each layer the attention
+    block of `kind` runs once more, its `MultiHeadAttention` with
+    `return_stages=True`, and its stages are kept.
+
+    Returns:
+        A dict of tensors, N = layers of `kind`, B the batch, L queries,
+        S_k keys: `x`, `normalized`, `output`, `residual`, `block_output`
+        `(N, B, L, D)`; `layer_output` `(N, B, L, D)` (not for
+        `"decoder"`, whose self-attention block is followed by
+        cross-attention); `q` `(N, B, L, H, K)`; `key_inputs` `(N, B, S_k,
+        D)`; `keys` `(N, B, S_k, H, K)`; `values` `(N, B, S_k, H, V)`;
+        `weights` `(N, B, H, L, S_k)`; `context` `(N, B, L, H, V)`; `mask`
+        `(B, L, S_k)` bool; `token_vectors` `(B, L, D)`; `positions` `(L, D)`.
+    """
     encoder_inputs = ops.convert_to_tensor(encoder_inputs, "int32")
     decoder_inputs = ops.convert_to_tensor(decoder_inputs, "int32")
     queries = encoder_inputs if kind == "encoder" else decoder_inputs
     source_mask = padding_mask(encoder_inputs)  # (B, S)
     target_mask = padding_mask(decoder_inputs)  # (B, T)
-
+    self_masks = dict(
+        query_mask=target_mask, value_mask=target_mask, use_causal_mask=True
+    )
+    traces = []
     if kind == "encoder":
-        # The encoder's own layers up to the block.
         x = model.source_embedding(encoder_inputs)  # (B, S, D)
-        for encoder_layer in model.encoder_layers[:layer]:
-            x = encoder_layer(x, padding_mask=source_mask)
-        block = model.encoder_layers[layer]
-        attention, norm, value = (
-            block.self_attention,
-            block.self_attention_layer_norm,
-            None,
-        )
-        masks = dict(query_mask=source_mask, value_mask=source_mask)
+        for block in model.encoder_layers[:layers]:
+            masks = dict(query_mask=source_mask, value_mask=source_mask)
+            trace = _block_trace(
+                block, block.self_attention, block.self_attention_layer_norm, x,
+                None, masks, feedforward=True,
+            )
+            traces.append(trace)
+            x = trace["layer_output"]  # The layer's output: the next input.
     else:
         encoded = model.encode(encoder_inputs)  # (B, S, D), final norm included
         x = model.target_embedding(decoder_inputs)  # (B, T, D)
-        for decoder_layer in model.decoder_layers[:layer]:
-            x = decoder_layer(
-                x,
-                encoded,
-                decoder_padding_mask=target_mask,
-                encoder_padding_mask=source_mask,
-            )
-        block = model.decoder_layers[layer]
-        self_masks = dict(
-            query_mask=target_mask, value_mask=target_mask, use_causal_mask=True
-        )
-        if kind == "decoder":
-            attention, norm, value = (
-                block.self_attention,
-                block.self_attention_layer_norm,
-                None,
-            )
-            masks = self_masks
-        else:
+        for block in model.decoder_layers[:layers]:
+            if kind == "decoder":
+                traces.append(
+                    _block_trace(
+                        block, block.self_attention,
+                        block.self_attention_layer_norm, x, None, self_masks,
+                        feedforward=False,
+                    )
+                )
+                x = block(
+                    x,
+                    encoded,
+                    decoder_padding_mask=target_mask,
+                    encoder_padding_mask=source_mask,
+                )
+                continue
             # The cross block's input is the self-attention block's output.
-            x, _ = block._residual(
+            y, _ = block._residual(
                 x,
-                lambda y: block.self_attention(y, y, **self_masks),
+                lambda z: block.self_attention(z, z, **self_masks),
                 block.self_attention_layer_norm,
                 block.self_attention_dropout,
                 False,
             )
-            attention, norm, value = (
-                block.cross_attention,
-                block.cross_attention_layer_norm,
-                encoded,
-            )
             masks = dict(query_mask=target_mask, value_mask=source_mask)
-
+            trace = _block_trace(
+                block, block.cross_attention, block.cross_attention_layer_norm,
+                y, encoded, masks, feedforward=True,
+            )
+            traces.append(trace)
+            x = trace["layer_output"]
+    result = {
+        name: ops.stack([t[name] for t in traces], axis=0)
+        for name in traces[0]
+        if name != "mask"
+    }
+    result["mask"] = traces[0]["mask"]  # (B, L, S_k), the same in every layer.
     # The model's inputs for the query's sequence: token vectors (scaled
     # embeddings) and position vectors, whose sum is layer 0's x.
     embedding = model.source_embedding if kind == "encoder" else model.target_embedding
-    token_vectors = embedding.token_vectors(queries)  # (B, L, D)
-    position_vectors = embedding.position_vectors(ops.shape(queries)[1])  # (L, D)
+    result["token_vectors"] = embedding.token_vectors(queries)  # (B, L, D)
+    result["positions"] = embedding.position_vectors(ops.shape(queries)[1])  # (L, D)
+    return result
+
+
+def _block_trace(block, attention, norm, x, value, masks, feedforward):
+    """One attention block of `block` at input `x` `(B, L, D)`, keys and
+    values from `value` `(B, S_k, D)` (None: the block's normalized input),
+    with every stage; `feedforward`: also the feed-forward block after it
+    (the layer's output in the encoder and after cross-attention)."""
     normalized = norm(x) if block.normalize_first else x  # (B, L, D)
-    key_inputs = normalized if value is None else value
+    key_inputs = normalized if value is None else value  # (B, S_k, D)
     output, stages = attention(normalized, key_inputs, return_stages=True, **masks)
     residual = x + output  # (B, L, D): dropout is off at inference.
     block_output = residual if block.normalize_first else norm(residual)
-
-    # The feed-forward block that ends the layer (after self-attention in
-    # the encoder, after cross-attention in the decoder), for the check that
-    # the stages rebuild what the model computes.
-    layer_output = None
-    if kind != "decoder":
-        layer_output, _ = block._residual(
+    # `_attend` scales the queries by 1/√d_k before the dot products (as
+    # Keras' layer does); q here is the projection before that scaling.
+    q = attention._project(normalized, attention.query_kernel, attention.query_bias)
+    batch_size, length = ops.shape(x)[0], ops.shape(x)[1]
+    keys_length = ops.shape(key_inputs)[1]
+    mask = stages["mask"]
+    if mask is None:
+        mask = ops.ones((batch_size, length, keys_length), "bool")
+    mask = ops.broadcast_to(mask, (batch_size, length, keys_length))  # (B, L, S_k)
+    trace = {
+        "x": x,
+        "normalized": normalized,
+        "q": q,  # (B, L, H, K)
+        "key_inputs": key_inputs,
+        "keys": stages["key"],  # (B, S_k, H, K)
+        "values": stages["value"],  # (B, S_k, H, V)
+        "mask": mask,
+        "weights": stages["weights"],  # (B, H, L, S_k)
+        "context": stages["context"],  # (B, L, H, V)
+        "output": output,
+        "residual": residual,
+        "block_output": block_output,
+    }
+    if feedforward:
+        trace["layer_output"], _ = block._residual(
             block_output,
             block.feedforward,
             block.feedforward_layer_norm,
             block.feedforward_dropout,
             False,
         )
+    return trace
 
-    # `_attend` scales the queries by 1/√d_k before the dot products (as
-    # Keras' layer does); q here is the projection before that scaling.
-    q = attention._project(normalized, attention.query_kernel, attention.query_bias)
-    keys = _numpy(stages["key"])[0]  # (S_k, H, K)
-    mask = stages["mask"]
-    L = int(ops.shape(queries)[1])
-    mask = (
-        np.ones((L, keys.shape[0]), bool)
-        if mask is None
-        else np.broadcast_to(_numpy(mask), (1, L, keys.shape[0]))[0]
-    )
-    return {
-        "x": _numpy(x)[0],
-        "normalized": _numpy(normalized)[0],
-        "q": _numpy(q)[0],
-        "key_inputs": _numpy(key_inputs)[0],
-        "keys": keys,
-        "values": _numpy(stages["value"])[0],
-        "mask": np.asarray(mask, bool),
-        "weights": _numpy(stages["weights"])[0],
-        "context": _numpy(stages["context"])[0],
-        "output": _numpy(output)[0],
-        "residual": _numpy(residual)[0],
-        "block_output": _numpy(block_output)[0],
-        "layer_output": None if layer_output is None else _numpy(layer_output)[0],
-        "token_vectors": _numpy(token_vectors)[0],
-        "positions": _numpy(position_vectors),
-        "kind": kind,
-        "queries": int(np.sum(_numpy(queries)[0] > 0)),
-        "d_k": attention.key_dim,
-        "num_heads": attention.num_heads,
-        "normalize_first": bool(block.normalize_first),
-    }
+
+# The arrays of a `trace_layer` dict by the axes that are queries (Q) and
+# keys (K).
+_AXES = {
+    "x": "Q",
+    "normalized": "Q",
+    "q": "Q",
+    "output": "Q",
+    "residual": "Q",
+    "block_output": "Q",
+    "layer_output": "Q",
+    "token_vectors": "Q",
+    "positions": "Q",
+    "context": "Q",
+    "key_inputs": "K",
+    "keys": "K",
+    "values": "K",
+    "mask": "QK",
+    "weights": "-QK",  # (H, L, S_k)
+}
+
+
+def cut(traced, queries, keys):
+    """A `trace_layer` dict with only its first `queries` queries and `keys`
+    keys (the rest padding)."""
+    result = dict(traced)
+    for name, axes in _AXES.items():
+        if result.get(name) is None:
+            continue
+        index = tuple(
+            slice(None, queries if a == "Q" else keys if a == "K" else None)
+            for a in axes
+        )
+        result[name] = result[name][index]
+    return result
 
 
 def head_stages(traced, head, query):

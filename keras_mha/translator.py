@@ -849,6 +849,46 @@ class Translator:
         result.decoder_input_tokens = [BOS] + result.target_tokens[:-1]
         return result
 
+    def trace_layers(self, source_ids, decoder_ids, kind):
+        """`keras_mha.head_trace.trace_layers` (how each head of every layer
+        of `kind` computes its weights) for one source and its decoder
+        inputs, as piece ids, from one compiled pass per kind.
+
+        Both are padded to the model's `max_length` (exact: padded keys are
+        masked), so that every request of a kind runs one program; the
+        results are cut to the real queries and keys.
+
+        Raises:
+            InvalidArgumentError: for an unknown kind or ids longer than
+                `max_length`.
+        """
+        from keras_mha import head_trace
+
+        width = self.model.max_length
+        if max(len(source_ids), len(decoder_ids)) > width:
+            raise InvalidArgumentError(
+                f"At most {width} source pieces and decoder inputs can be traced. "
+                f"Received: {len(source_ids)} and {len(decoder_ids)}"
+            )
+        key = ("trace", str(kind))
+        if kind in head_trace.KINDS and key not in self._searches:
+            self._searches[key] = self._compiled(
+                key,
+                lambda model, source, decoder: head_trace.trace_tensors(
+                    model, source, decoder, kind
+                ),
+            )
+        source = np.zeros((1, width), "int32")
+        source[0, : len(source_ids)] = source_ids
+        decoder = np.zeros((1, width), "int32")
+        decoder[0, : len(decoder_ids)] = decoder_ids
+        traced = head_trace.trace_layers(
+            self.model, source, decoder, kind, run=self._searches.get(key)
+        )
+        queries = len(source_ids) if kind == "encoder" else len(decoder_ids)
+        keys = len(decoder_ids) if kind == "decoder" else len(source_ids)
+        return [head_trace.cut(t, queries, keys) for t in traced]
+
     # ------------------------------------------------------------ score
     def score(
         self,

@@ -1032,32 +1032,38 @@ def test_api_head_gives_the_stages_and_the_attention_row(demo, kind):
         assert numbers and max(map(len, numbers)) <= digits.get(key, 5), key
 
 
-def test_another_head_or_query_of_a_block_needs_no_second_pass(shared, monkeypatch):
-    from keras_mha import head_trace
-
-    passes = []
-    trace_layer = head_trace.trace_layer
-
-    def counted(*args, **kwargs):
-        passes.append(args[3:])
-        return trace_layer(*args, **kwargs)
-
-    monkeypatch.setattr(head_trace, "trace_layer", counted)
+def test_another_head_query_or_layer_of_a_kind_needs_no_second_pass(
+    shared, monkeypatch
+):
     service = shared.service
+    translator = service.translator(TINY_MODEL)
+    passes = []
+    trace_layers = translator.trace_layers
+
+    def counted(source_ids, decoder_ids, kind):
+        passes.append(kind)
+        return trace_layers(source_ids, decoder_ids, kind)
+
+    monkeypatch.setattr(translator, "trace_layers", counted)
     target = "una frase que ninguna otra prueba usa"
     scored, _ = service.score(SENTENCE, target, TINY_MODEL)
     rows = {}
     for head, query in ((0, 0), (1, 2), (0, 3)):
         stages = service.head(SENTENCE, target, TINY_MODEL, "cross", 1, head, query)[0]
         rows[head, query] = stages["weights"]
-    assert passes == [("cross", 1)]  # One pass for the block.
+    assert passes == ["cross"]  # One pass for the kind.
     S = len(scored.source_tokens)
     for (head, query), weights in rows.items():
         np.testing.assert_allclose(
             weights, scored.attention["cross"][1, head, query, :S], atol=1e-5
         )
+    # Another layer of the kind: no second pass either.
+    other = service.head(SENTENCE, target, TINY_MODEL, "cross", 0, 1, 2)[0]
+    np.testing.assert_allclose(
+        other["weights"], scored.attention["cross"][0, 1, 2, :S], atol=1e-5
+    )
     service.head(SENTENCE, target, TINY_MODEL, "encoder", 0, 0, 0)
-    assert passes == [("cross", 1), ("encoder", 0)]
+    assert passes == ["cross", "encoder"]
 
 
 def test_the_head_view_answers_the_renderers_request(views, shared, greedy):

@@ -139,3 +139,36 @@ def test_layer_zeros_input_is_the_token_plus_its_position(scored, kind):
     np.testing.assert_allclose(
         s["positions"][0], [0.0] * half + [1.0] * half, atol=1e-6
     )
+
+
+def test_one_compiled_pass_per_kind_traces_every_layer_as_the_eager_one():
+    from keras_mha.head_trace import trace_layer
+
+    translator = Translator.load(TINY)  # Its own program count.
+    translation = translator.score(SOURCE, TARGET, top_k=0)
+    source, decoder = _ids(translator, translation)
+    S, T = source.shape[1], decoder.shape[1]
+    for kind in ("encoder", "decoder", "cross"):
+        traced = translator.trace_layers(list(source[0]), list(decoder[0]), kind)
+        layers = translator.model.num_encoder_layers if kind == "encoder" else (
+            translator.model.num_decoder_layers
+        )
+        assert len(traced) == layers
+        queries, keys = (S, S) if kind == "encoder" else (T, T if kind == "decoder" else S)
+        for layer, compiled in enumerate(traced):
+            eager = trace_layer(translator.model, source, decoder, kind, layer)
+            assert compiled["weights"].shape[1:] == (queries, keys)
+            assert compiled["queries"] == eager["queries"] == queries
+            for name, value in eager.items():
+                if isinstance(value, np.ndarray):
+                    np.testing.assert_allclose(compiled[name], value, atol=1e-5)
+                else:
+                    assert compiled[name] == value, name
+    # A longer sentence runs the same three programs.
+    longer = translator.score(SOURCE + " " + SOURCE, TARGET + " " + TARGET, top_k=0)
+    programs = translator.compiled_programs
+    longer_source, longer_decoder = _ids(translator, longer)
+    translator.trace_layers(list(longer_source[0]), list(longer_decoder[0]), "cross")
+    assert translator.compiled_programs == programs
+    with pytest.raises(ValueError, match="kind"):
+        translator.trace_layers(list(source[0]), list(decoder[0]), "self")
