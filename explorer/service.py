@@ -346,7 +346,7 @@ class Service:
             `(stages, translation, seconds)`: the stages dict and the scored
             translation whose pieces the rows and columns are.
         """
-        from keras_mha.head_trace import head_stages
+        from keras_mha.head_trace import check_layer, head_stages
 
         translator = self.translator(model)
         source = str(source or "")[:MAX_INPUT_CHARS]
@@ -369,6 +369,7 @@ class Service:
         decoder = [piece(p) for p in translation.decoder_input_tokens]
         key = (model, tuple(ids), tuple(decoder), str(kind))
         try:
+            check_layer(translator.model, str(kind), layer)  # Before the pass.
             with self._traces_lock:
                 traced = self._traces.get(key)
                 if traced is not None:
@@ -381,13 +382,7 @@ class Service:
                     self._traces[key] = traced
                     while len(self._traces) > TRACED_BLOCKS:
                         self._traces.popitem(last=False)
-            if not 0 <= layer < len(traced):
-                raise InvalidArgumentError(
-                    f"`layer={layer}` does not exist: the {kind} has {len(traced)} "
-                    "layers."
-                )
-            traced = traced[layer]
-            stages = head_stages(traced, head, query)
+            stages = head_stages(traced[layer], head, query)
         except InvalidArgumentError as error:
             raise user_error(error) from error
         keys = len(ids) if kind != "decoder" else len(decoder)

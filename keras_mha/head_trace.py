@@ -100,16 +100,11 @@ def trace_layer(model, encoder_inputs, decoder_inputs, kind, layer):
     Raises:
         InvalidArgumentError: for an unknown kind or layer.
     """
-    _check_kind(kind)
-    count = model.num_encoder_layers if kind == "encoder" else model.num_decoder_layers
-    if not 0 <= int(layer) < count:
-        raise InvalidArgumentError(
-            f"`layer={layer}` does not exist: the {kind} has {count} layers."
-        )
+    check_layer(model, kind, layer)
     # Only the layers up to this one run.
-    return trace_layers(model, encoder_inputs, decoder_inputs, kind, layers=int(layer) + 1)[
-        int(layer)
-    ]
+    return trace_layers(
+        model, encoder_inputs, decoder_inputs, kind, layers=int(layer) + 1
+    )[int(layer)]
 
 
 def trace_layers(model, encoder_inputs, decoder_inputs, kind, layers=None, run=None):
@@ -144,11 +139,12 @@ def trace_layers(model, encoder_inputs, decoder_inputs, kind, layers=None, run=N
         "num_heads": model.num_heads,
         "normalize_first": bool(block.normalize_first),
     }
-    per_layer = [name for name in LAYER_STAGES if name in arrays]
     return [
         dict(
-            {name: arrays[name][n, 0] for name in per_layer},
-            layer_output=arrays["layer_output"][n, 0] if "layer_output" in arrays else None,
+            {name: arrays[name][n, 0] for name in LAYER_STAGES},
+            layer_output=arrays["layer_output"][n, 0]
+            if "layer_output" in arrays
+            else None,
             **shared,
         )
         for n in range(arrays["x"].shape[0])
@@ -169,6 +165,17 @@ LAYER_STAGES = (
     "residual",
     "block_output",
 )
+
+
+def check_layer(model, kind, layer):
+    """Raises `InvalidArgumentError` unless `kind` is a kind and `layer` one
+    of its layers in `model`."""
+    _check_kind(kind)
+    count = model.num_encoder_layers if kind == "encoder" else model.num_decoder_layers
+    if not 0 <= int(layer) < count:
+        raise InvalidArgumentError(
+            f"`layer={layer}` does not exist: the {kind} has {count} layers."
+        )
 
 
 def _check_kind(kind):
@@ -212,8 +219,13 @@ def trace_tensors(model, encoder_inputs, decoder_inputs, kind, layers=None):
         for block in model.encoder_layers[:layers]:
             masks = dict(query_mask=source_mask, value_mask=source_mask)
             trace = _block_trace(
-                block, block.self_attention, block.self_attention_layer_norm, x,
-                None, masks, feedforward=True,
+                block,
+                block.self_attention,
+                block.self_attention_layer_norm,
+                x,
+                None,
+                masks,
+                feedforward=True,
             )
             traces.append(trace)
             x = trace["layer_output"]  # The layer's output: the next input.
@@ -224,8 +236,12 @@ def trace_tensors(model, encoder_inputs, decoder_inputs, kind, layers=None):
             if kind == "decoder":
                 traces.append(
                     _block_trace(
-                        block, block.self_attention,
-                        block.self_attention_layer_norm, x, None, self_masks,
+                        block,
+                        block.self_attention,
+                        block.self_attention_layer_norm,
+                        x,
+                        None,
+                        self_masks,
                         feedforward=False,
                     )
                 )
@@ -246,8 +262,13 @@ def trace_tensors(model, encoder_inputs, decoder_inputs, kind, layers=None):
             )
             masks = dict(query_mask=target_mask, value_mask=source_mask)
             trace = _block_trace(
-                block, block.cross_attention, block.cross_attention_layer_norm,
-                y, encoded, masks, feedforward=True,
+                block,
+                block.cross_attention,
+                block.cross_attention_layer_norm,
+                y,
+                encoded,
+                masks,
+                feedforward=True,
             )
             traces.append(trace)
             x = trace["layer_output"]

@@ -189,7 +189,6 @@ def test_methods_name_a_rule_after_a_plus():
             word_alignment(translation, method)
 
 
-
 def test_the_diagonal_prior_breaks_near_ties_toward_the_word_order():
     from keras_mha.alignment import diagonal_prior, links_from_matrix
 
@@ -217,6 +216,7 @@ def test_the_diagonal_prior_is_named_before_the_links_rule():
         with pytest.raises(ValueError, match="invalid value"):
             word_alignment(translation, method)
     assert "head:1:2+diag+union" in method_names(2, 3)
+
 
 def test_negative_layers_count_from_the_last_and_shift_applies_to_any():
     cross = np.stack(

@@ -807,7 +807,9 @@ def test_api_align(demo):
     default = demo.api["align"](SENTENCE, target, TINY_MODEL)
     assert default["method"] == alignment.DEFAULT_METHOD == "average+diag+inter"
     inter, _ = alignment.from_pharaoh(default["links"])
-    assert inter and len({i for i, _ in inter}) == len({j for _, j in inter}) == len(inter)
+    assert inter and len({i for i, _ in inter}) == len({j for _, j in inter}) == len(
+        inter
+    )
     # An empty target aligns the model's own translation.
     own = demo.api["align"](SENTENCE, "", TINY_MODEL, "head:1:1")
     assert own["target"] == demo.api["translate"](SENTENCE, TINY_MODEL)[0]
@@ -1063,6 +1065,11 @@ def test_another_head_query_or_layer_of_a_kind_needs_no_second_pass(
         other["weights"], scored.attention["cross"][0, 1, 2, :S], atol=1e-5
     )
     service.head(SENTENCE, target, TINY_MODEL, "encoder", 0, 0, 0)
+    assert passes == ["cross", "encoder"]
+    # A layer or kind the model lacks is refused before any pass.
+    for kind, layer, message in (("decoder", 9, "layer=9"), ("self", 0, "kind")):
+        with pytest.raises(gr.Error, match=message):
+            service.head(SENTENCE, target, TINY_MODEL, kind, layer, 0, 0)
     assert passes == ["cross", "encoder"]
 
 

@@ -150,11 +150,15 @@ def test_one_compiled_pass_per_kind_traces_every_layer_as_the_eager_one():
     S, T = source.shape[1], decoder.shape[1]
     for kind in ("encoder", "decoder", "cross"):
         traced = translator.trace_layers(list(source[0]), list(decoder[0]), kind)
-        layers = translator.model.num_encoder_layers if kind == "encoder" else (
-            translator.model.num_decoder_layers
+        layers = (
+            translator.model.num_encoder_layers
+            if kind == "encoder"
+            else (translator.model.num_decoder_layers)
         )
         assert len(traced) == layers
-        queries, keys = (S, S) if kind == "encoder" else (T, T if kind == "decoder" else S)
+        queries, keys = (
+            (S, S) if kind == "encoder" else (T, T if kind == "decoder" else S)
+        )
         for layer, compiled in enumerate(traced):
             eager = trace_layer(translator.model, source, decoder, kind, layer)
             assert compiled["weights"].shape[1:] == (queries, keys)

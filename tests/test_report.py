@@ -59,7 +59,9 @@ def test_one_benchmark_in_two_files_gives_a_section_per_file(tmp_path):
         "table": "| metric | jax |\n|---|---|\n| requests | 10 |",
     }
     (tmp_path / "bench_app_soak.json").write_text(json.dumps(result))
-    tensorflow = dict(result, table="| metric | tensorflow |\n|---|---|\n| requests | 9 |")
+    tensorflow = dict(
+        result, table="| metric | tensorflow |\n|---|---|\n| requests | 9 |"
+    )
     (tmp_path / "bench_app_soak_tensorflow.json").write_text(json.dumps(tensorflow))
     text = report.report(tmp_path)
     first = text.index("## " + report.SECTIONS["bench_app_soak"][0] + "\n")

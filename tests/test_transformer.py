@@ -193,7 +193,6 @@ def test_untied_output():
     assert tuple(model(INPUTS).shape) == (B, T, TARGET_VOCABULARY)
 
 
-
 @pytest.mark.parametrize(
     "initializers",
     [{}, {"kernel_initializer": "he_normal", "embeddings_initializer": "uniform"}],
@@ -207,13 +206,18 @@ def test_every_weight_starts_from_its_own_random_values(initializers):
         target_vocabulary_size=SOURCE_VOCABULARY, tie_output=False, **initializers
     )
     random = [
-        w for w in model.weights if not np.all(to_numpy(w.value) == to_numpy(w.value).flat[0])
+        w
+        for w in model.weights
+        if not np.all(to_numpy(w.value) == to_numpy(w.value).flat[0])
     ]
     assert any("query_kernel" in w.path for w in random)
     assert any("embeddings" in w.path for w in random)
     values = {to_numpy(w.value).tobytes(): w.path for w in random}
-    duplicates = [w.path for w in random if values[to_numpy(w.value).tobytes()] != w.path]
+    duplicates = [
+        w.path for w in random if values[to_numpy(w.value).tobytes()] != w.path
+    ]
     assert duplicates == []
+
 
 @pytest.mark.parametrize(
     "variant",
