@@ -118,7 +118,15 @@ def cold_start(server, model, settings):
     # The server logs the default model's phases once its own warm-up (every
     # request kind) has ended, which can be after the first answer.
     server.wait_for_output(f"warm-up: {model} loaded in", settings.warmup_timeout)
-    log = server.output(chars=10**6)
+    result.update(startup_phases(server.output(chars=10**6)))
+    return result
+
+
+def startup_phases(log):
+    """The start-up phases in a server log: `imports_seconds`,
+    `build_seconds`, the default model's `first_answer_load_seconds` and
+    `first_answer_compile_seconds`, and per model its warm-up line."""
+    result = {}
     found = STARTUP_LINE.search(log)
     if found:
         result["imports_seconds"] = float(found[1])
