@@ -61,6 +61,20 @@ SECTIONS = {
         "its own gradient (`TIED_LOGITS_GRADIENT`), both in "
         "`keras_mha/backend_config.py`.",
     ),
+    "bench_training_loop": (
+        "Training throughput: the real loop of a recipe",
+        "What `python -m training.train --recipe NAME` runs, per backend and "
+        "input pipeline: the recipe's model, its mixed training corpora "
+        "tokenized and length-bucketed by tf.data (`tf`) or a Keras "
+        "`PyDataset` of NumPy batches (`numpy`), and `model.fit` with the "
+        "run's per-batch callbacks. Seconds per update after the warm-up "
+        "updates (which compile the bucket shapes; a later update that "
+        "still compiles is left out and counted); real target tokens of an "
+        "average batch per second; the GEMM share is the matmul FLOPs of an "
+        "average batch per second over the fp32 matmul rate measured in the "
+        "same process. The fastest row is the backend and pipeline to train "
+        "with on this CPU.",
+    ),
     "bench_decoding": (
         "Decoding",
         "(a) the keras.io way (the whole model again for every new token, "
