@@ -75,6 +75,14 @@ SECTIONS = {
         "same process. The fastest row is the backend and pipeline to train "
         "with on this CPU.",
     ),
+    "bench_architecture": (
+        "Model shapes on the same training minutes",
+        "Each candidate shape of a recipe trained from scratch by "
+        "`python -m training.train` for the same minutes of training time, "
+        "with the shipped model's tokenizer; its updates and the validation "
+        "loss at the end of the budget. The lowest loss is the shape to train "
+        "for a run of about that length.",
+    ),
     "bench_decoding": (
         "Decoding",
         "(a) the keras.io way (the whole model again for every new token, "
