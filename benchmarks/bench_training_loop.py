@@ -16,6 +16,10 @@ per-batch callbacks (the time budget and the progress log). The tokenizer is
 the shipped model's (`saved_models/<recipe>/spm.model`; `--tokenizer` for
 another), so nothing is trained before the loop.
 
+A pipeline named with `+xla` (e.g. `tf+xla`) compiles the training step
+with XLA (`model.jit_compile = True`): Keras does so by default on JAX, and
+not for TensorFlow on a CPU, where this shows what XLA would give.
+
 `--warmup` updates are left out (they compile the step for every bucket
 shape they meet); an update later that still compiles (a bucket shape first
 seen there, slower than 5x the median update) is left out too and counted.
@@ -116,7 +120,7 @@ def average_batch(dataset, count, model):
     return tokens / count, flops / count
 
 
-def run_pipeline(settings, pipeline, data):
+def run_pipeline(settings, variant, data):
     import keras
     import numpy as np
 
@@ -124,6 +128,9 @@ def run_pipeline(settings, pipeline, data):
     from training import train as train_lib
 
     keras.utils.set_random_seed(0)
+    pipeline, _, xla = variant.partition("+")
+    if xla not in ("", "xla"):
+        raise ValueError(f"Unknown pipeline {variant!r}: expected NAME or NAME+xla")
     with tempfile.TemporaryDirectory() as out:
         config = recipe_config(settings, out, pipeline)
         tokenizer = pathlib.Path(
@@ -135,6 +142,8 @@ def run_pipeline(settings, pipeline, data):
         model = train_lib.compile_model(
             train_lib.build_model(config, config.vocabulary_size), config
         )
+        if xla == "xla":
+            model.jit_compile = True
         state = {"_epoch_start": time.time()}
         timer = step_timer()
         callbacks = [
@@ -152,6 +161,7 @@ def run_pipeline(settings, pipeline, data):
             verbose=0,
         )
         wall = time.perf_counter() - start
+        jit_compile = model.jit_compile
         seconds = np.diff(timer.times)[settings.warmup :]
         compiled = seconds > COMPILE_FACTOR * np.median(seconds)
         kept = seconds[~compiled]
@@ -172,9 +182,10 @@ def run_pipeline(settings, pipeline, data):
         gemm_share=round(flops / per_update / rate, 3),
         fit_wall_seconds=round(wall, 1),
         parameters=model.count_params(),
+        jit_compile=bool(jit_compile),
     )
     harness.log(
-        f"[{keras.backend.backend()} / {pipeline}] {per_update:.3f} s/update, "
+        f"[{keras.backend.backend()} / {variant}] {per_update:.3f} s/update, "
         f"{result['tokens_per_second']:,.0f} tokens/s, "
         f"GEMM share {result['gemm_share']:.2f}"
     )
