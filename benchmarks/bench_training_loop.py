@@ -216,16 +216,13 @@ def report(backends, settings):
         "fp32 GEMM rate, GFLOP/s",
         "updates timed (left out: compiling)",
     ]
-    rows, summary = [], {}
+    rows, speeds = [], {}
     for backend, result in backends.items():
         if "error" in result:
             rows.append([backend, result["error"]] + ["-"] * 5)
             continue
         for pipeline, r in result["pipelines"].items():
-            summary[f"{backend}/{pipeline}"] = {
-                "tokens_per_second": r["tokens_per_second"],
-                "gemm_share": r["gemm_share"],
-            }
+            speeds[f"{backend}/{pipeline}"] = r["tokens_per_second"]
             rows.append(
                 [
                     backend,
@@ -237,15 +234,13 @@ def report(backends, settings):
                     f"{r['updates_timed']} ({r['updates_left_out_compiling']})",
                 ]
             )
-    fastest = max(summary, key=lambda k: summary[k]["tokens_per_second"], default=None)
-    if fastest:
-        summary["fastest"] = fastest
-        for key, value in list(summary.items()):
-            if isinstance(value, dict):
-                value["over_fastest"] = round(
-                    value["tokens_per_second"] / summary[fastest]["tokens_per_second"],
-                    3,
-                )
+    fastest = max(speeds, key=speeds.get, default=None)
+    # Per backend: its pipelines' tokens/s over the fastest row of the run.
+    summary = {}
+    for key, speed in speeds.items():
+        backend, pipeline = key.split("/", 1)
+        facts = summary.setdefault(backend, {"fastest_of_the_run": fastest})
+        facts[f"{pipeline} over the fastest"] = round(speed / speeds[fastest], 3)
     table = harness.markdown_table(headers, rows)
     note = f"\nRecipe {settings.recipe}; fastest: {fastest}."
     return table, table + "\n" + note, summary

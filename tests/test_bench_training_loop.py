@@ -76,8 +76,11 @@ def test_the_report_ranks_every_backend_and_pipeline_against_the_fastest():
         "jax": {"pipelines": {"numpy": row(2.0, 1000.0), "tf": row(4.0, 500.0)}},
     }
     table, _, summary = bench.report(backends, bench.Settings())
-    assert summary["fastest"] == "tensorflow/tf"
-    assert summary["jax/numpy"]["over_fastest"] == 0.5
-    assert summary["jax/tf"]["over_fastest"] == 0.25
+    assert summary["jax"] == {
+        "fastest_of_the_run": "tensorflow/tf",
+        "numpy over the fastest": 0.5,
+        "tf over the fastest": 0.25,
+    }
+    assert summary["tensorflow"]["tf over the fastest"] == 1.0
     assert table.count("\n") == 4  # Header, rule, three rows.
     assert "10 (1)" in table
