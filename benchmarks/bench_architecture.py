@@ -22,7 +22,6 @@ length, not for any length.
 import argparse
 import dataclasses
 import json
-import os
 import pathlib
 import shutil
 import subprocess
@@ -108,7 +107,7 @@ def run_candidate(settings, name, overrides, root):
     log = out / "train.log"
     with open(log, "w", encoding="utf-8") as stream:
         code = subprocess.run(
-            command, stdout=stream, stderr=subprocess.STDOUT, env=os.environ
+            command, stdout=stream, stderr=subprocess.STDOUT
         ).returncode
     if code != 0:
         tail = log.read_text(encoding="utf-8").splitlines()[-5:]

@@ -161,7 +161,6 @@ def run_pipeline(settings, variant, data):
             verbose=0,
         )
         wall = time.perf_counter() - start
-        jit_compile = model.jit_compile
         seconds = np.diff(timer.times)[settings.warmup :]
         compiled = seconds > COMPILE_FACTOR * np.median(seconds)
         kept = seconds[~compiled]
@@ -182,7 +181,7 @@ def run_pipeline(settings, variant, data):
         gemm_share=round(flops / per_update / rate, 3),
         fit_wall_seconds=round(wall, 1),
         parameters=model.count_params(),
-        jit_compile=bool(jit_compile),
+        jit_compile=bool(model.jit_compile),
     )
     harness.log(
         f"[{keras.backend.backend()} / {variant}] {per_update:.3f} s/update, "
