@@ -21,7 +21,11 @@ from keras_mha.tokens import CONTROL_PIECES
 from training import data as data_lib
 from training import recipes as recipes_lib
 from training import train as train_lib
-from training.objectives import MaskedSparseCrossentropy, WarmupInverseSqrt
+from training.objectives import (
+    MaskedAccuracy,
+    MaskedSparseCrossentropy,
+    WarmupInverseSqrt,
+)
 from training.recipes import NOT_RECIPE
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -327,6 +331,43 @@ def test_loss_ignores_padding_and_smooths_labels():
     assert np.isclose(plain, -np.log(0.25), atol=1e-5)  # only position 2
     smoothed = float(MaskedSparseCrossentropy(0.1)(labels, logits))
     assert np.isclose(smoothed, -np.log(0.25), atol=1e-5)  # uniform row
+
+
+def test_accuracy_is_the_share_of_right_tokens_over_every_batch():
+    """Not the mean of per-batch shares: a batch of 1 token and a batch of
+    3 tokens count as 4 tokens, on every backend."""
+    one_hot = np.eye(4, dtype="float32")
+    metric = MaskedAccuracy()
+    metric.update_state(np.array([[2, 0, 0]]), one_hot[[[2, 1, 1]]])  # 1 of 1
+    metric.update_state(np.array([[1, 2, 3]]), one_hot[[[1, 1, 1]]])  # 1 of 3
+    assert np.isclose(float(metric.result()), 2 / 4)
+    config = metric.get_config()
+    assert MaskedAccuracy.from_config(config).get_config() == config
+
+
+def test_fit_reports_the_token_share_on_every_backend(tmp_path):
+    """What `evaluate` (and so `fit`'s `val_masked_accuracy`) reports is the
+    share of right non-padding tokens over the whole split, whether or not
+    the backend hands the metric the model's padding mask: here a batch of
+    6 tokens, all right, and one of 22 tokens, all wrong, give 6 / 28."""
+    config = tiny_config(tmp_path / "run")
+    model = train_lib.compile_model(train_lib.build_model(config, 200), config)
+    rng = np.random.default_rng(0)
+    batches = []
+    for length, rows, real, right in ((4, 6, 1, True), (12, 2, 11, False)):
+        inputs = {
+            "encoder_inputs": rng.integers(4, 200, (rows, length)),
+            "decoder_inputs": rng.integers(4, 200, (rows, length)),
+        }
+        guesses = np.argmax(model.predict_on_batch(inputs), axis=-1)  # (B, T)
+        labels = guesses if right else guesses % 199 + 1  # Never 0 if wrong.
+        labels = np.where(np.arange(length) < real, labels, 0)
+        batches.append((inputs, labels))
+    assert [np.sum(labels != 0) for _, labels in batches] == [6, 22]
+    reported = model.evaluate(
+        (b for b in batches), steps=2, return_dict=True, verbose=0
+    )
+    assert np.isclose(reported["masked_accuracy"], 6 / 28, atol=1e-6)  # Not 1/2.
 
 
 def test_learning_rate_warms_up_then_decays():

@@ -43,13 +43,38 @@ class MaskedSparseCrossentropy(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="keras_mha")
-def masked_accuracy(y_true, y_pred):
-    """Share of non-padding target tokens whose arg-max is right."""
-    y_true = ops.cast(y_true, "int32")
-    hits = ops.equal(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), y_true)
-    mask = ops.not_equal(y_true, 0)
-    hits = ops.cast(ops.logical_and(hits, mask), "float32")
-    return ops.sum(hits) / ops.maximum(ops.sum(ops.cast(mask, "float32")), 1.0)
+class MaskedAccuracy(keras.metrics.Metric):
+    """Share of non-padding target tokens whose arg-max is right.
+
+    Counted over every batch since the last reset, so a batch weighs by its
+    real tokens: the same number on every backend. (A plain metric function
+    is averaged per batch on JAX but weighted by the padding mask that the
+    outputs carry on TensorFlow, and the two differ.) Padding is read from
+    the labels; a mask on the predictions and `sample_weight` are ignored.
+
+    Args:
+        padding_id: int, label id that is ignored.
+    """
+
+    def __init__(self, padding_id=0, name="masked_accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.padding_id = padding_id
+        self.hits = self.add_variable(shape=(), initializer="zeros", name="hits")
+        self.tokens = self.add_variable(shape=(), initializer="zeros", name="tokens")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.cast(y_true, "int32")  # (B, T)
+        guesses = ops.cast(ops.argmax(y_pred, axis=-1), "int32")  # (B, T)
+        real = ops.not_equal(y_true, self.padding_id)
+        hits = ops.logical_and(ops.equal(guesses, y_true), real)
+        self.hits.assign_add(ops.sum(ops.cast(hits, self.dtype)))
+        self.tokens.assign_add(ops.sum(ops.cast(real, self.dtype)))
+
+    def result(self):
+        return self.hits / ops.maximum(self.tokens, 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "padding_id": self.padding_id}
 
 
 @keras.saving.register_keras_serializable(package="keras_mha")

@@ -46,9 +46,9 @@ from training import recipes as recipes_lib
 from training import tokenizers as tokenizers_lib
 from training.model_card import write_model_card
 from training.objectives import (
+    MaskedAccuracy,
     MaskedSparseCrossentropy,
     WarmupInverseSqrt,
-    masked_accuracy,
 )
 
 logger = logging.getLogger(__name__)
@@ -383,7 +383,7 @@ def compile_model(model, config):
             clipnorm=1.0,
         ),
         loss=MaskedSparseCrossentropy(config.label_smoothing),
-        metrics=[masked_accuracy],
+        metrics=[MaskedAccuracy()],
     )
     return model
 
