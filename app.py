@@ -2,19 +2,21 @@
 http://127.0.0.1:7860.
 
 Offers every folder of `saved_models/` (or `$KERAS_MHA_MODELS_DIR`) that
-holds a `model.keras`: their cards are read at once and the page that
-`explorer.build_demo` builds is served, while a background thread loads the
-default model and compiles what its Translate button needs for sources of
-up to 16 pieces first, then every kind of request for each model, then the
-longer sources: once the log says
-`warm-up finished`, no request compiles (every program a request can need,
-`explorer.Service.warm_up`). A request for a model that is not
-ready waits for it (it holds the model's lock); the page says which models
-are still warming up. On JAX, compiled searches are kept in a persistent
-cache (`$KERAS_MHA_JAX_CACHE`, default `~/.cache/keras-mha/jax`), so that a
-restart compiles nothing.
+holds a `model.keras`: their cards are read at once. Keras is imported
+first; then one thread loads the default model and compiles what its
+Translate button needs for sources of up to 16 pieces while Gradio is
+imported and the page that `explorer.build_demo` builds is served (most of
+compiling runs outside Python's lock, so the two overlap). Then a
+background thread compiles every kind of request for each model, then the
+longer sources: once the log says `warm-up finished`, no request compiles
+(every program a request can need, `explorer.Service.warm_up`). A request
+for a model that is not ready waits for it (it holds the model's lock); the
+page says which models are still warming up. On JAX, compiled searches are
+kept in a persistent cache (`$KERAS_MHA_JAX_CACHE`, default
+`~/.cache/keras-mha/jax`), so that a restart compiles nothing.
 
-The log says where the start-up time went: `startup: imports ...`, then one
+The log says where the start-up time went: `startup: imports ... (Keras
+..., Gradio ...)`, `warm-up: first answer ready on <model> ...`, then one
 `warm-up: <model> loaded in ... compiled in ...` line per model.
 """
 
@@ -32,19 +34,26 @@ JAX_CACHE = pathlib.Path(
 logger = logging.getLogger("app")
 
 
-def warm_up_in_background(service, names, started):
-    # What the first answer needs comes first: the default model's Translate
-    # button for short sources; then every kind of request, model by model.
-    first = service.warm_up(names[:1], source_lengths=(16,), kinds=("translate",))
-    for name, timing in first.items():
-        logger.info(
-            "warm-up: first answer ready on %s: loaded in %.2f s, compiled in "
-            "%.2f s (%.2f s after start)",
-            name,
-            timing["load_seconds"],
-            timing["compile_seconds"],
-            time.perf_counter() - started,
-        )
+def warm_first_answer_in_background(translators, first, started):
+    from explorer.models import warm_first_answer
+
+    if first is None:
+        return
+    load_seconds, compile_seconds = warm_first_answer(translators[first])
+    logger.info(
+        "warm-up: first answer ready on %s: loaded in %.2f s, compiled in "
+        "%.2f s (%.2f s after start)",
+        first,
+        load_seconds,
+        compile_seconds,
+        time.perf_counter() - started,
+    )
+
+
+def warm_up_in_background(service, names, first_answer, started):
+    # After the default model's Translate button (`first_answer`, a thread),
+    # every kind of request, model by model.
+    first_answer.join()
     for name in names:
         timing = service.warm_up([name], source_lengths=(16,))[name]
         logger.info(
@@ -83,25 +92,40 @@ def main(started=None):
     from keras_mha.backend_config import enable_compilation_cache
 
     enable_compilation_cache(JAX_CACHE)  # Nothing to do on TensorFlow.
-    from explorer import LAUNCH_OPTIONS, build_demo, load_models, read_model_cards
-    from explorer.models import default_model
+    from explorer.models import default_model, load_models
+
+    keras_imported = time.perf_counter()
+    translators, failures = load_models(MODELS_DIR, lazy=True)
+    first = default_model(translators)
+    # What the first answer needs compiles while Gradio is imported and the
+    # page is built (compiling runs mostly outside Python's lock).
+    first_answer = threading.Thread(
+        target=warm_first_answer_in_background,
+        args=(translators, first, started),
+        daemon=True,
+    )
+    first_answer.start()
+    from explorer import LAUNCH_OPTIONS, build_demo, read_model_cards
 
     imported = time.perf_counter()
-    translators, failures = load_models(MODELS_DIR, lazy=True)
     demo = build_demo(translators, failures, read_model_cards(MODELS_DIR, translators))
-    first = default_model(translators)
     logger.info(
-        "startup: imports %.2f s, page built %.2f s (%d model(s) found, %s first)",
+        "startup: imports %.2f s (Keras %.2f s, Gradio %.2f s), page built %.2f s "
+        "(%d model(s) found, %s first)",
         imported - started,
+        keras_imported - started,
+        imported - keras_imported,
         time.perf_counter() - imported,
         len(translators),
         first,
     )
     # The default model first: a request that comes before its warm-up has
-    # finished waits for it, as it would have waited to compile.
+    # finished waits for it (it holds the model's lock).
     order = [first] * bool(first) + [name for name in translators if name != first]
     threading.Thread(
-        target=warm_up_in_background, args=(demo.service, order, started), daemon=True
+        target=warm_up_in_background,
+        args=(demo.service, order, first_answer, started),
+        daemon=True,
     ).start()
     threading.Thread(target=log_programs, args=(demo.service,), daemon=True).start()
     demo.launch(

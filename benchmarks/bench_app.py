@@ -93,10 +93,13 @@ def new_client(url):
     return Client(url, verbose=False, analytics_enabled=False)
 
 
-STARTUP_LINE = re.compile(r"startup: imports ([\d.]+) s, page built ([\d.]+) s")
+STARTUP_LINE = re.compile(
+    r"startup: imports ([\d.]+) s \(Keras ([\d.]+) s, Gradio ([\d.]+) s\), "
+    r"page built ([\d.]+) s"
+)
 FIRST_LINE = re.compile(
     r"warm-up: first answer ready on (\S+): loaded in ([\d.]+) s, compiled in "
-    r"([\d.]+) s"
+    r"([\d.]+) s \(([\d.]+) s after start\)"
 )
 WARM_LINE = re.compile(
     r"warm-up: (\S+) loaded in ([\d.]+) s, compiled in ([\d.]+) s "
@@ -123,20 +126,27 @@ def cold_start(server, model, settings):
 
 
 def startup_phases(log):
-    """The start-up phases in a server log: `imports_seconds`,
-    `build_seconds`, the default model's `first_answer_load_seconds` and
-    `first_answer_compile_seconds`, and per model its warm-up line."""
+    """The start-up phases in a server log: `imports_seconds` (of them
+    `keras_import_seconds`, Keras with its backend, and
+    `gradio_import_seconds`, Gradio and the page's modules), `build_seconds`,
+    the default model's `first_answer_load_seconds`,
+    `first_answer_compile_seconds` and `first_answer_ready_seconds` (after
+    start; loading and compiling run while Gradio is imported), and per
+    model its warm-up line."""
     result = {}
     found = STARTUP_LINE.search(log)
     if found:
         result["imports_seconds"] = float(found[1])
-        result["build_seconds"] = float(found[2])
+        result["keras_import_seconds"] = float(found[2])
+        result["gradio_import_seconds"] = float(found[3])
+        result["build_seconds"] = float(found[4])
     found = FIRST_LINE.search(log)
     if found:
         # The default model loads for the first answer; its warm-up line
         # then reports it as already loaded.
         result["first_answer_load_seconds"] = float(found[2])
         result["first_answer_compile_seconds"] = float(found[3])
+        result["first_answer_ready_seconds"] = float(found[4])
     result["models"] = {
         name: {
             "load_seconds": float(load),
@@ -277,6 +287,18 @@ def metrics(settings, model):
         ),
         ("first start: first answer, s", "first_start_seconds", "<= 10", 1),
         ("first start: imports, s", "first_start.imports_seconds", "", 1),
+        (
+            "first start: imports, of them Keras and its backend, s",
+            "first_start.keras_import_seconds",
+            "",
+            1,
+        ),
+        (
+            "first start: imports, of them Gradio and the page, s",
+            "first_start.gradio_import_seconds",
+            "",
+            1,
+        ),
         ("first start: page built, s", "first_start.build_seconds", "", 1),
         (
             "first start: default model loaded, s",
@@ -287,6 +309,12 @@ def metrics(settings, model):
         (
             "first start: default model's Translate compiled, s",
             "first_start.first_answer_compile_seconds",
+            "",
+            1,
+        ),
+        (
+            "first start: default model's Translate ready, after start, s",
+            "first_start.first_answer_ready_seconds",
             "",
             1,
         ),

@@ -66,7 +66,9 @@ class LazyTranslator:
     """A model folder whose card is read at once and whose `Translator` is
     loaded when first used: any attribute but `name`, `card` and `folder`
     loads it (once, from any thread; the others wait for it), so that the
-    page can be served before every model is in memory.
+    page can be served before every model is in memory. `lock` is held by
+    whoever runs the model (`explorer.Service`, `warm_first_answer`), one
+    at a time.
 
     Args:
         folder: the model folder.
@@ -82,6 +84,7 @@ class LazyTranslator:
             json.loads(card.read_text(encoding="utf-8")) if card.is_file() else {}
         )
         self.load_seconds = None
+        self.lock = threading.Lock()
         self._translator = None
         self._lock = threading.Lock()
 
@@ -101,7 +104,7 @@ class LazyTranslator:
         return self._translator
 
     def __getattr__(self, name):  # Only for what the proxy itself lacks.
-        if name.startswith("__") or name in ("_translator", "_lock"):
+        if name.startswith("__") or name in ("_translator", "_lock", "lock"):
             raise AttributeError(name)
         return getattr(self.load(), name)
 
@@ -115,6 +118,48 @@ def load_translator(folder, max_programs=MAX_PROGRAMS):
         beam_slots=max(BEAM_SIZES),
         score_records=(MAX_TOP_K, LAYER_PREDICTIONS),
     )
+
+
+def translate(
+    translator, text, beam=1, prefix=None, disabled_heads=None, layer_predictions=0
+):
+    """`translator.translate` as every request of the app runs it: what a
+    request cannot choose is fixed here (every candidate recorded, the
+    attention, the beam's hypotheses and tree), so that a warm-up through
+    this function compiles exactly the programs requests run."""
+    return translator.translate(
+        text,
+        beam_size=beam,
+        n_best=beam,
+        top_k=MAX_TOP_K,
+        prefix=prefix,
+        disabled_heads=disabled_heads,
+        return_beam=beam > 1,
+        return_attention=True,
+        layer_predictions=layer_predictions,
+    )
+
+
+def warm_up_source(length):
+    """A source of `length` pieces with its end piece ("a" is one piece),
+    and a target of as many: `(text, pieces)` for compiling that bucket."""
+    return "a " * (length - 2), ["▁a"] * (length - 2)
+
+
+def warm_first_answer(translator, length=16):
+    """Loads a `LazyTranslator` and compiles what the Translate button
+    needs for sources of up to `length` pieces, holding its `lock`: what
+    the first visitor waits for, and all of it without Gradio (`app.py`
+    runs it while Gradio is imported). Returns `(load_seconds,
+    compile_seconds)`."""
+    with translator.lock:
+        start = time.perf_counter()
+        translator.load()
+        loaded = time.perf_counter()
+        translate(
+            translator, warm_up_source(length)[0], layer_predictions=LAYER_PREDICTIONS
+        )
+    return loaded - start, time.perf_counter() - loaded
 
 
 def _check_folder(folder):

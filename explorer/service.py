@@ -16,6 +16,7 @@ import typing
 
 import gradio as gr
 
+from explorer import models
 from explorer.models import BEAM_SIZES, LAYER_PREDICTIONS, MAX_TOP_K, LazyTranslator
 from keras_mha.errors import InvalidArgumentError
 from keras_mha.tokens import EOS
@@ -125,7 +126,12 @@ class Service:
         self.translators = dict(translators)
         # One request per model at a time: decoding keeps the CPU busy anyway
         # and a translator's cache of compiled searches has a single writer.
-        self.locks = {name: threading.Lock() for name in self.translators}
+        # (A `LazyTranslator` brings its own lock, which its early warm-up
+        # holds: `explorer.models.warm_first_answer`.)
+        self.locks = {
+            name: getattr(translator, "lock", None) or threading.Lock()
+            for name, translator in self.translators.items()
+        }
         self._waiting = collections.Counter()
         self._waiting_lock = threading.Lock()
         self.warm = set()  # Models whose warm-up has finished.
@@ -218,16 +224,13 @@ class Service:
         start = time.perf_counter()
         try:
             with self.using(model):
-                translation = translator.translate(
+                translation = models.translate(
+                    translator,
                     text[:MAX_INPUT_CHARS],
-                    beam_size=beam,
-                    n_best=beam,
-                    top_k=MAX_TOP_K,
-                    prefix=prefix,
-                    disabled_heads=disabled_heads,
-                    return_beam=beam > 1,
-                    return_attention=True,
-                    layer_predictions=layer_predictions,
+                    beam,
+                    prefix,
+                    disabled_heads,
+                    layer_predictions,
                 )
         except InvalidArgumentError as error:  # Its message names the fault.
             raise user_error(error) from error
@@ -423,7 +426,7 @@ class Service:
                 # A source of `length` pieces ("a" is one piece), a target of
                 # as many (with the end piece), attribution of a pair of this
                 # bucket and, for the shortest, of 8 pieces.
-                text, pieces = "a " * (length - 2), ["▁a"] * (length - 2)
+                text, pieces = models.warm_up_source(length)
                 if "translate" in kinds:
                     self.translate(text, name, layer_predictions=LAYER_PREDICTIONS)
                 if "beam" in kinds:

@@ -17,6 +17,7 @@ import pathlib
 import random
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import types
@@ -209,6 +210,32 @@ def test_lazy_models_are_offered_from_their_cards_and_loaded_when_first_used(
     # The warm-up compiled what the Translate button runs for a short input.
     programs = good.compiled_programs
     view.translate("I love you.", "good", "greedy", 4)
+    assert good.compiled_programs == programs
+
+
+def test_the_first_answer_compiles_without_gradio_and_holds_the_models_lock(
+    tmp_path,
+):
+    # `app.py` compiles the default model's Translate button while Gradio
+    # is imported: the models need no Gradio, and a request that comes
+    # meanwhile waits on the same lock, then compiles nothing.
+    script = (
+        "import sys, explorer, explorer.models; "
+        "assert 'gradio' not in sys.modules, 'gradio imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT)
+    assert done.returncode == 0
+    from explorer import build_demo
+
+    shutil.copytree(FIXTURE_MODELS / TINY_MODEL, tmp_path / "good")
+    translators, _ = models.load_models(tmp_path, lazy=True)
+    good = translators["good"]
+    demo = build_demo(translators)
+    assert demo.service.locks["good"] is good.lock
+    load_seconds, compile_seconds = models.warm_first_answer(good)
+    assert good.loaded and load_seconds >= 0 and compile_seconds > 0
+    programs = good.compiled_programs
+    demo.explorer["translate"].translate("I love you.", "good", "greedy", 4)
     assert good.compiled_programs == programs
 
 
