@@ -3,8 +3,8 @@
     python -m benchmarks.bench_architecture --recipe en-fr --minutes 15
     python -m benchmarks.bench_architecture --quick   # smoke test, tiny data
 
-Each candidate is the recipe with a few settings changed (by default the
-recipe's own 3+3 layers of width 256, 2+2 and 4+4 layers of width 256, and
+Each candidate is the recipe with its shape set (by default 2+2, 3+3 and
+4+4 layers of width 256 with 4 heads and a 1024-wide feed-forward layer, and
 3+3 layers of width 384 with 6 heads and a 1536-wide feed-forward layer).
 Each is trained from scratch by `python -m training.train` exactly as a user
 runs it, in its own process, for the same `--minutes` of training time
@@ -36,10 +36,10 @@ from benchmarks import harness  # noqa: E402
 NAME = "bench_architecture"
 
 CANDIDATES = {
-    "3+3 d256": {},
-    "2+2 d256": {"num_layers": 2},
-    "4+4 d256": {"num_layers": 4},
-    "3+3 d384": {"hidden_dim": 384, "num_heads": 6, "intermediate_dim": 1536},
+    "2+2 d256": dict(num_layers=2, hidden_dim=256, num_heads=4, intermediate_dim=1024),
+    "3+3 d256": dict(num_layers=3, hidden_dim=256, num_heads=4, intermediate_dim=1024),
+    "4+4 d256": dict(num_layers=4, hidden_dim=256, num_heads=4, intermediate_dim=1024),
+    "3+3 d384": dict(num_layers=3, hidden_dim=384, num_heads=6, intermediate_dim=1536),
 }
 
 

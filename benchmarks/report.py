@@ -279,7 +279,8 @@ def section(result):
         f"{key.replace('_', ' ')} {_value(value)}"
         for key, value in result.get("settings", {}).items()
         # Where files were is no setting, except which model was measured.
-        if value is not None and (key == "model" or not _is_path(value))
+        if value not in (None, "", (), [], {})
+        and (key == "model" or not _is_path(value))
     )
     lines = [f"## {title}", ""]
     if description:

@@ -21,9 +21,20 @@ def test_each_candidate_is_the_recipe_with_its_settings_as_training_flags():
     assert "--data-dir" not in command
 
 
-def test_the_default_candidates_differ_from_the_recipe_in_depth_or_width():
-    assert bench.CANDIDATES["3+3 d256"] == {}
+def test_each_default_candidate_sets_the_whole_shape_its_name_says():
+    # Whatever the recipe's own shape, a candidate trains the one it names.
+    for name, shape in bench.CANDIDATES.items():
+        layers, width = shape["num_layers"], shape["hidden_dim"]
+        assert name == f"{layers}+{layers} d{width}"
+        assert set(shape) == {
+            "num_layers",
+            "hidden_dim",
+            "num_heads",
+            "intermediate_dim",
+        }
     assert bench.flags(bench.CANDIDATES["3+3 d384"]) == [
+        "--num-layers",
+        "3",
         "--hidden-dim",
         "384",
         "--num-heads",
