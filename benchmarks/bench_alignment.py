@@ -10,8 +10,10 @@ model of its language pair (`Translator.score`), and every method of
 `keras_mha.alignment` (`method_names`: averaged, shifted, each layer, each
 head, each with the argmax, intersection, union and threshold rules, and
 with the diagonal prior before them) turns the recorded cross-attention
-into word links. AER counts sure links as
-possible (the gold sets have no possible links).
+into word links; so do gradient x input (`attribution:...`) and word
+deletion (`deletion...`: the drop of each piece's log-probability when one
+source word is left out, `keras_mha.deletion`) with the same rules. AER
+counts sure links as possible (the gold sets have no possible links).
 
 Gold words are pre-tokenized; they are joined with spaces into the texts the
 model reads, so that the model's words (its pieces grouped at "▁") are the
@@ -64,6 +66,7 @@ def measure(
 ):
     """Scores every method on one gold set; returns a dict for the JSON."""
     from keras_mha import Translator, alignment
+    from keras_mha.deletion import word_deletion
 
     translator = Translator.load(model_dir)
     pairs = read_gold(gold_path, limit)
@@ -104,6 +107,29 @@ def measure(
                     source, translation.target_tokens, method=name, steps=16
                 )
             )
+    # Word deletion: every source word left out once (W + 1 teacher-forced
+    # passes per pair, batched), the drops read as links.
+    if attribution:
+        deletions = [
+            word_deletion(
+                translator,
+                " ".join(alignment.source_words(translation)),
+                translation.target_tokens,
+                batch_size=batch_size,
+            )
+            for translation, _ in kept
+        ]
+        for rule in alignment.RULES:
+            links_rule, threshold = alignment.parse_links("x" + rule)
+            diagonal = alignment.uses_diagonal_prior("x" + rule)
+            predicted = [
+                alignment.deletion_alignment(d, links_rule, threshold, diagonal)
+                for d in deletions
+            ]
+            scores = alignment.alignment_scores(predicted, sure)
+            results[f"deletion{rule}"] = {
+                k: round(100 * v, 1) for k, v in scores.items()
+            }
     for name, found in attributions.items():
         for rule in alignment.RULES:
             links_rule, threshold = alignment.parse_links("x" + rule)
@@ -297,8 +323,8 @@ def main():
     parser.add_argument(
         "--attention-only",
         action="store_true",
-        help="the attention methods only (no attribution: it compiles one "
-        "gradient program per pair of lengths and takes far longer)",
+        help="the attention methods only (no attribution and no word deletion: "
+        "they run the model again per pair and take far longer)",
     )
     parser.add_argument(
         "--data-dir",

@@ -181,18 +181,22 @@ def make_api(service):
     def align(
         source: str, target: str, model: str, method: str = alignment.DEFAULT_METHOD
     ) -> dict:
-        """Word alignment between a text and its translation, from attention.
+        """Word alignment between a text and its translation, from word
+        deletion or attention.
 
         Args:
             source: the text in the source language.
             target: its translation; "" aligns the model's own translation.
             model: model name, e.g. "en-es".
-            method: "average", "shift-att", "layer:<n>" or "head:<layer>:<head>",
-                optionally followed by "+union" (also each source word's
-                most attending target word), "+inter" (only links both ways)
-                or "+p0.3" (every link of weight >= 0.3), maybe after
-                "+diag" (a prior toward the usual word order); the default,
-                "average+diag+inter", has the lowest error on human gold links.
+            method: "deletion" (the model again without each source word:
+                the word whose removal lowers a target word's probability
+                most), or from attention "average", "shift-att", "layer:<n>"
+                or "head:<layer>:<head>", optionally followed by "+union"
+                (also each source word's most linked target word), "+inter"
+                (only links both ways) or "+p0.3" (every link of weight >=
+                0.3), maybe after "+diag" (a prior toward the usual word
+                order); the default, "deletion+diag+inter", has the lowest
+                error on human gold links.
 
         Returns:
             A dict with source_words, target_words (whitespace-separated
@@ -205,8 +209,12 @@ def make_api(service):
             translation, _ = service.score(source, target, model)
         else:
             translation = service.translate(source, model).translation
+        deletion = None
         try:
-            links = alignment.word_alignment(translation, method=str(method))
+            alignment.parse_links(str(method))  # A bad method: no model pass.
+            if alignment.is_deletion(method):
+                deletion = service.word_deletion(translation, model)
+            links = alignment.word_alignment(translation, str(method), deletion)
         except InvalidArgumentError as error:
             raise user_error(error) from error
         return {

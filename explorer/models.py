@@ -12,7 +12,8 @@ import threading
 import time
 import zipfile
 
-from keras_mha import Translator
+from keras_mha import Translator, alignment
+from keras_mha import deletion as deletion_lib
 
 logger = logging.getLogger("explorer")
 
@@ -26,13 +27,18 @@ MAX_TOP_K = 10
 # Pieces each decoder layer would predict (logit lens), for Step by step;
 # every teacher-forced pass records them (`Translator(score_records=...)`).
 LAYER_PREDICTIONS = 3
-# Compiled programs a model keeps at most. What the app asks for needs 16:
+# Rows of each word-deletion pass (the sources without one word each,
+# repeated up to a multiple of it): one program per length bucket.
+DELETION_ROWS = 16
+# Compiled programs a model keeps at most. What the app asks for needs 19:
 # greedy and the beam program x 3 source-length buckets (16, 32, 64 pieces;
 # one row per request) = 6, the teacher-forced pass (scoring, the layer
 # predictions and the head view, with the same options; source and target
-# padded to one bucket) x 3 = 3, attribution x 4 buckets (8 to 64 pieces,
-# both methods alike) = 4, and the head view's pass of every layer, one per
-# kind (padded to `max_length`) = 3; all compiled by the warm-up.
+# padded to one bucket) x 3 = 3, the same pass with the 16 rows of word
+# deletion (`DELETION_ROWS`) x 3 = 3, attribution x 4
+# buckets (8 to 64 pieces, both methods alike) = 4, and the head view's pass
+# of every layer, one per kind (padded to `max_length`) = 3; all compiled by
+# the warm-up.
 MAX_PROGRAMS = 20
 
 LANGUAGES = {"de": "German", "en": "English", "es": "Spanish", "fr": "French"}
@@ -140,6 +146,17 @@ def translate(
     )
 
 
+def word_deletion(translator, translation):
+    """`keras_mha.deletion.word_deletion` of a translation's source words
+    and pieces as the app runs it (the word-deletion alignments read it)."""
+    return deletion_lib.word_deletion(
+        translator,
+        " ".join(alignment.source_words(translation)),
+        translation.target_tokens,
+        batch_rows=DELETION_ROWS,
+    )
+
+
 def warm_up_source(length):
     """A source of `length` pieces with its end piece ("a" is one piece),
     and a target of as many: `(text, pieces)` for compiling that bucket."""
@@ -148,7 +165,8 @@ def warm_up_source(length):
 
 def warm_first_answer(translator, length=16):
     """Loads a `LazyTranslator` and compiles what the Translate button
-    needs for sources of up to `length` pieces, holding its `lock`: what
+    needs for sources (and outputs) of up to `length` pieces, holding its
+    `lock`: what
     the first visitor waits for, and all of it without Gradio (`app.py`
     runs it while Gradio is imported). Returns `(load_seconds,
     compile_seconds)`."""
@@ -156,9 +174,10 @@ def warm_first_answer(translator, length=16):
         start = time.perf_counter()
         translator.load()
         loaded = time.perf_counter()
-        translate(
-            translator, warm_up_source(length)[0], layer_predictions=LAYER_PREDICTIONS
-        )
+        text, pieces = warm_up_source(length)
+        translate(translator, text, layer_predictions=LAYER_PREDICTIONS)
+        # Its word deletion (for an output as long as the source).
+        deletion_lib.word_deletion(translator, text, pieces, batch_rows=DELETION_ROWS)
     return loaded - start, time.perf_counter() - loaded
 
 

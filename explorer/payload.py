@@ -98,12 +98,14 @@ def _f1(found, reference):
     return 2 * overlap / (len(found) + len(reference))
 
 
-def alignment_methods(translation, measured_aer=None):
-    """Method ids with labels: the library's methods, each layer, each head;
-    a label carries the method's AER on human gold links where it was
-    measured for the model."""
+def alignment_methods(translation, measured_aer=None, deletion=False):
+    """Method ids with labels: the word-deletion methods (with `deletion`),
+    the library's attention methods, each layer, each head; a label carries
+    the method's AER on human gold links where it was measured for the
+    model."""
     num_layers, num_heads = np.shape(translation.attention["cross"])[:2]
-    methods = [(m, m) for m in alignment.ALIGNMENT_METHODS]
+    methods = [(m, m) for m in alignment.DELETION_METHODS] if deletion else []
+    methods += [(m, m) for m in alignment.ALIGNMENT_METHODS]
     methods += [(f"layer:{n}", f"layer {n} (mean of heads)") for n in range(num_layers)]
     methods += [
         (f"head:{n}:{h}", f"layer {n}, head {h}")
@@ -117,26 +119,31 @@ def alignment_methods(translation, measured_aer=None):
     ]
 
 
-def default_alignment_method(translation, measured_aer=None):
+def default_alignment_method(translation, measured_aer=None, deletion=False):
     """The menu's method with the lowest measured AER for the model, else the
-    library's default."""
-    ids = [m for m, _ in alignment_methods(translation)]
+    library's default (of the attention methods without `deletion`)."""
+    ids = [m for m, _ in alignment_methods(translation, deletion=deletion)]
     measured = {m: aer for m, aer in (measured_aer or {}).items() if m in ids}
-    return min(measured, key=measured.get) if measured else alignment.DEFAULT_METHOD
+    if measured:
+        return min(measured, key=measured.get)
+    return alignment.DEFAULT_METHOD if deletion else alignment.ATTENTION_METHOD
 
 
-def alignments(translation, measured_aer=None):
+def alignments(translation, measured_aer=None, deletion=None):
     """Word alignments of every method, as Pharaoh text (`i-j`: source word
-    `i`, target word `j`)."""
-    methods = alignment_methods(translation, measured_aer)
+    `i`, target word `j`); the word-deletion methods where `deletion` (the
+    `keras_mha.deletion.WordDeletion` of this translation) is given."""
+    methods = alignment_methods(translation, measured_aer, deletion is not None)
     links = {
-        method: alignment.word_alignment(translation, method=method)
+        method: alignment.word_alignment(translation, method, deletion)
         for method, _ in methods
     }
     return {
         "source_words": alignment.source_words(translation),
         "target_words": alignment.target_words(translation),
-        "default": default_alignment_method(translation, measured_aer),
+        "default": default_alignment_method(
+            translation, measured_aer, deletion is not None
+        ),
         "measured": bool(measured_aer),
         "methods": [
             {
@@ -157,7 +164,7 @@ def head_statistics(translation, links=None):
     the default alignment."""
     pieces = tokens(translation)
     rows = []
-    reference = (links or {}).get(alignment.ALIGNMENT_METHODS[0])
+    reference = (links or {}).get(alignment.ATTENTION_METHOD)
     for kind in ATTENTION_KINDS:
         array = np.asarray(translation.attention[kind], dtype="float64")
         keys = pieces[AXES[kind][1]]
@@ -238,7 +245,7 @@ def translation_payload(state, info=""):
     """Everything the views draw for the hypothesis `state` shows."""
     translation = state.translation
     weights, shapes = attention(translation)
-    aligned, links = alignments(translation, state.measured_aer)
+    aligned, links = alignments(translation, state.measured_aer, state.deletion)
     pieces = tokens(translation)
     request = state.request
     return {

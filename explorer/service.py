@@ -18,6 +18,7 @@ import gradio as gr
 
 from explorer import models
 from explorer.models import BEAM_SIZES, LAYER_PREDICTIONS, MAX_TOP_K, LazyTranslator
+from keras_mha import alignment
 from keras_mha.errors import InvalidArgumentError
 from keras_mha.tokens import EOS
 
@@ -43,7 +44,7 @@ DECODINGS = ("greedy", "beam")
 # The source-length buckets of the compiled programs (`keras_mha.Translator`
 # pads sources to 16, 32 and 64 pieces; the shipped models take 64).
 WARM_UP_LENGTHS = (16, 32, 64)
-WARM_UP_KINDS = ("translate", "beam", "score", "attribute", "head")
+WARM_UP_KINDS = ("translate", "beam", "score", "attribute", "head", "deletion")
 ATTRIBUTION_METHODS = ("integrated_gradients", "grad_x_input")
 ATTRIBUTION_STEPS = 16  # Integrated gradients' steps unless asked otherwise.
 MAX_ATTRIBUTION_STEPS = 64
@@ -305,6 +306,19 @@ class Service:
             raise user_error(error) from error
         return drops, time.perf_counter() - start
 
+    def word_deletion(self, translation, model):
+        """The `keras_mha.deletion.WordDeletion` of a translation's source
+        words and pieces (the word-deletion alignment methods read it), in
+        passes of `explorer.models.DELETION_ROWS` rows."""
+        translator = self.translator(model)
+        if not alignment.source_words(translation):
+            raise user_error(EMPTY_INPUT)
+        try:
+            with self.using(model):
+                return models.word_deletion(translator, translation)
+        except InvalidArgumentError as error:
+            raise user_error(error) from error
+
     def attribute(self, source, target, model, method, steps=ATTRIBUTION_STEPS):
         """What each source and prefix piece contributed to each piece of
         `target` (text or pieces; empty: the model's own translation).
@@ -440,6 +454,9 @@ class Service:
                 if "head" in kinds:
                     for kind in ("encoder", "decoder", "cross"):
                         self.head(text, pieces, name, kind, 0, 0, 0)
+                if "deletion" in kinds:
+                    scored, _ = self.score(text, pieces, name)
+                    self.word_deletion(scored, name)
                 if length == min(WARM_UP_LENGTHS) and set(kinds) >= set(WARM_UP_KINDS):
                     self.warm.add(name)
             timings[name] = {

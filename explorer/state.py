@@ -2,6 +2,7 @@
 
 import dataclasses
 import itertools
+import typing
 
 from keras_mha.translator import Translation
 
@@ -40,12 +41,15 @@ class ExplorerState:
             tell a new translation from the one it has drawn.
         measured_aer: `{alignment method: AER %}` measured for the model on
             human gold links (its card's `alignment`), empty if never.
+        deletion: the `keras_mha.deletion.WordDeletion` of the shown
+            hypothesis (the word-deletion alignments read it), or `None`.
     """
 
     request: Request
     result: Translation
     shown: int = 0
     measured_aer: dict = dataclasses.field(default_factory=dict, compare=False)
+    deletion: typing.Any = dataclasses.field(default=None, compare=False)
     serial: int = dataclasses.field(default_factory=lambda: next(_SERIALS))
 
     @property
@@ -57,10 +61,12 @@ class ExplorerState:
         """The hypothesis the views show."""
         return self.hypotheses[self.shown]
 
-    def show(self, index):
-        """A new state showing hypothesis `index`."""
+    def show(self, index, deletion=None):
+        """A new state showing hypothesis `index` (with its `deletion`)."""
         if not 0 <= index < len(self.hypotheses):
             raise IndexError(
                 f"Hypothesis {index} does not exist: there are {len(self.hypotheses)}."
             )
-        return dataclasses.replace(self, shown=index, serial=next(_SERIALS))
+        return dataclasses.replace(
+            self, shown=index, deletion=deletion, serial=next(_SERIALS)
+        )

@@ -1,4 +1,5 @@
-"""Word alignments from cross-attention, and their error rate.
+"""Word alignments from cross-attention or word deletion, and their error
+rate.
 
 Words are the whitespace-separated words of the source text and of the
 target text: SentencePiece marks each word's first piece with "▁", so the
@@ -20,6 +21,12 @@ Methods (`method=`):
 - `"head:<n>:<h>"`: head h of layer n alone.
 - Any of these with `"shift-"` before it reads one step later, as
   `"shift-att"` does (`"shift-layer:-2"`).
+- `"deletion"`: no attention; the source is scored again without each of
+  its words (`keras_mha.deletion`) and each target word's row is a softmax
+  of how much its log-probability drops per deleted word (the "prediction
+  difference" of Li et al., 2019). It needs the model (`align`, or
+  `word_alignment(..., deletion=...)`) and has the lowest AER on the gold
+  sets: `DEFAULT_METHOD`.
 
 How a word matrix becomes links (a suffix, default `argmax`):
 - `argmax`: each target word to the source word it attends to most.
@@ -48,6 +55,7 @@ translation = translator.score("I love you.", "Te quiero.")
 links = word_alignment(translation, method="shift-att")
 to_pharaoh(links)  # e.g. "0-0 1-1 2-0"
 alignment_error_rate([links], sure=[{(1, 1), (2, 0)}])
+translation, links = align(translator, "I love you.", "Te quiero.")  # Default.
 ```
 
 Shape legend: N layers, H heads, T target pieces, S source pieces.
@@ -55,17 +63,27 @@ Shape legend: N layers, H heads, T target pieces, S source pieces.
 
 import numpy as np
 
+from keras_mha.deletion import word_deletion
 from keras_mha.errors import InvalidArgumentError
 from keras_mha.tokens import CONTROL_PIECES, merge_labels, merge_pieces, word_groups
 
 # The default is the method with the lowest mean AER over the human gold sets
-# of `../shared/data/align` with the shipped models that works for any model
-# shape (`python -m benchmarks.bench_alignment`; table in
-# docs/performance.md): averaged attention under the diagonal prior, links
-# where the row and column argmaxes agree.
-DEFAULT_METHOD = "average+diag+inter"
-ALIGNMENT_METHODS = (
+# of `../shared/data/align` with the shipped models
+# (`python -m benchmarks.bench_alignment`; table in docs/performance.md):
+# word deletion under the diagonal prior, links where the row and column
+# argmaxes agree. It runs the model once more per source word (`align`);
+# of the methods that read a translation's recorded attention alone, the
+# lowest that works for any model shape is `ATTENTION_METHOD`.
+DEFAULT_METHOD = "deletion+diag+inter"
+ATTENTION_METHOD = "average+diag+inter"
+DELETION_METHODS = (
     DEFAULT_METHOD,
+    "deletion+inter",
+    "deletion+diag+union",
+    "deletion",
+)
+ALIGNMENT_METHODS = (
+    ATTENTION_METHOD,
     "average+diag+union",
     "average+union",
     "average+inter",
@@ -174,7 +192,7 @@ def method_names(num_layers, num_heads, rules=RULES):
     return [a + rule for a in attention for rule in rules]
 
 
-def piece_attention(translation, method=DEFAULT_METHOD):
+def piece_attention(translation, method=ATTENTION_METHOD):
     """The `(T, S)` cross-attention a method reads, rows = target pieces.
 
     With `"shift-att"` row t is the attention of step t + 1 (zeros for the
@@ -209,7 +227,7 @@ def piece_attention(translation, method=DEFAULT_METHOD):
     return matrix
 
 
-def word_attention(translation, method=DEFAULT_METHOD):
+def word_attention(translation, method=ATTENTION_METHOD):
     """`(target_words, source_words)` attention that the links come from
     (under the diagonal prior when `method` names it)."""
     matrix = piece_attention(translation, method)
@@ -234,13 +252,17 @@ def diagonal_prior(matrix, tension=DIAGONAL_TENSION):
     return np.divide(weighted, totals, out=np.zeros_like(weighted), where=totals > 0)
 
 
-def word_alignment(translation, method=DEFAULT_METHOD):
-    """Links each target word to the source word it attends to most.
+def word_alignment(translation, method=ATTENTION_METHOD, deletion=None):
+    """Links each target word to the source word it attends to most (or,
+    for a `"deletion..."` method, needs most).
 
     Args:
         translation: a `Translation` with attention (from `translate` or
             `Translator.score`).
         method: see the module docstring.
+        deletion: the `keras_mha.deletion.WordDeletion` of the same source
+            and target, which the `"deletion..."` methods read (`align`
+            computes it).
 
     Returns:
         A set of `(source_word, target_word)` index pairs, one per target
@@ -248,12 +270,59 @@ def word_alignment(translation, method=DEFAULT_METHOD):
         for a word whose row is all zeros, e.g. the last word under
         `"shift-att"` when the output stopped at `max_length` without the
         end piece, so that it is never an input).
+
+    Raises:
+        InvalidArgumentError: for an unknown method, or a deletion method
+            without `deletion`.
     """
     rule, threshold = parse_links(method)
+    if is_deletion(method):
+        if deletion is None:
+            raise InvalidArgumentError(
+                f"`method={method!r}` reads the source with each word left out: "
+                "pass `deletion=keras_mha.deletion.word_deletion(translator, "
+                "source, target)`, or call `align(translator, source, target)`"
+            )
+        return deletion_alignment(
+            deletion, rule, threshold, diagonal=uses_diagonal_prior(method)
+        )
     matrix = word_attention(translation, method)  # (target words, source words)
     if matrix.size == 0:
         return set()
     return links_from_matrix(matrix, rule, threshold)
+
+
+def is_deletion(method):
+    """Whether `method` is a word-deletion method (`"deletion[+...]"`)."""
+    return str(method).split("+", 1)[0] == "deletion"
+
+
+def align(translator, source, target=None, method=DEFAULT_METHOD):
+    """Word alignment of `source` and its translation by any method.
+
+    Args:
+        translator: a `keras_mha.Translator`.
+        source: str, the source text.
+        target: its translation (text or pieces); `None` aligns the model's
+            own greedy translation.
+        method: see the module docstring; the default has the lowest
+            measured AER.
+
+    Returns:
+        `(translation, links)`: the teacher-forced (or translated)
+        `Translation`, with attention, and the set of `(source_word,
+        target_word)` links.
+    """
+    if target is None:
+        translation = translator.translate(source, return_attention=True)
+    else:
+        translation = translator.score(source, target, top_k=0)
+    deletion = None
+    if is_deletion(method):
+        deletion = word_deletion(
+            translator, " ".join(source_words(translation)), translation.target_tokens
+        )
+    return translation, word_alignment(translation, method, deletion)
 
 
 def links_from_matrix(matrix, rule="argmax", threshold=None):
@@ -323,6 +392,29 @@ def attribution_alignment(attribution, rule="argmax", threshold=None, diagonal=F
     words = merge_pieces(matrix, rows, cols)
     if words.size == 0:
         return set()
+    if diagonal:
+        words = diagonal_prior(words)
+    return links_from_matrix(words, rule, threshold)
+
+
+def deletion_alignment(deletion, rule="inter", threshold=None, diagonal=True):
+    """Links from a `keras_mha.deletion.WordDeletion`: each target word to
+    the source word whose deletion lowers its log-probability most (the
+    drops averaged over the word's pieces), by a rule of `parse_links`.
+
+    Each word row is a softmax of the drops over the source words,
+    `exp(drop_i) / sum_j exp(drop_j)`, i.e. proportional to
+    `p(y | x) / p(y | x without word i)`: rows sum to 1 as attention rows
+    do, so the diagonal prior (if `diagonal`) and the rules apply alike.
+    The defaults are the variant with the lowest AER on the gold sets
+    (`benchmarks/bench_alignment.py`)."""
+    rows = _groups(deletion.target_tokens)
+    drops = np.asarray(deletion.drops, "float64")  # (T, W)
+    if not rows or drops.shape[-1] == 0:
+        return set()
+    words = np.stack([drops[group].mean(axis=0) for group in rows])  # (Tw, W)
+    words = np.exp(words - words.max(axis=-1, keepdims=True))
+    words /= words.sum(axis=-1, keepdims=True)
     if diagonal:
         words = diagonal_prior(words)
     return links_from_matrix(words, rule, threshold)

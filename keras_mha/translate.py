@@ -16,10 +16,15 @@ import numpy as np
 
 from keras_mha.alignment import (
     ALIGNMENT_METHODS,
+    DEFAULT_METHOD,
+    is_deletion,
+    parse_links,
     parse_method,
+    source_words,
     to_pharaoh,
     word_alignment,
 )
+from keras_mha.deletion import word_deletion
 from keras_mha.translator import Translator
 
 
@@ -51,7 +56,9 @@ def parse_args(argv=None):
         "--align",
         metavar="METHOD",
         help="print word alignments as Pharaoh links after each translation; "
-        f"METHOD: {', '.join(ALIGNMENT_METHODS)}, layer:<n> or head:<n>:<h>",
+        f"METHOD: {DEFAULT_METHOD} (the model again without each source word; "
+        f"the lowest measured error), {', '.join(ALIGNMENT_METHODS)}, layer:<n> "
+        "or head:<n>:<h>",
     )
     parser.add_argument("--attention", help="write attention to this .npz")
     parser.add_argument("--verbose", action="store_true", help="pieces, scores")
@@ -83,8 +90,10 @@ def main(argv=None):
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
     need_attention = bool(args.attention or args.align)
     try:
-        if args.align:
-            parse_method(args.align)  # A bad method fails before decoding.
+        if args.align:  # A bad method fails before decoding.
+            parse_links(args.align)
+            if not is_deletion(args.align):
+                parse_method(args.align)
         if args.score is not None:
             if len(texts) != 1:
                 raise ValueError("--score takes exactly one source text")
@@ -112,7 +121,14 @@ def main(argv=None):
     for translation in translations:
         print(translation.text)
         if args.align:
-            print(to_pharaoh(word_alignment(translation, args.align)))
+            deletion = None
+            if is_deletion(args.align):
+                deletion = word_deletion(
+                    translator,
+                    " ".join(source_words(translation)),
+                    translation.target_tokens,
+                )
+            print(to_pharaoh(word_alignment(translation, args.align, deletion)))
         _print_details(translation, args)
     if args.attention and translations:
         np.savez_compressed(args.attention, **translations[0].to_npz_dict())

@@ -264,3 +264,82 @@ def test_attribution_links_follow_the_largest_absolute_contribution():
         target_tokens=TARGET,
     )
     assert attribution_alignment(a) == {(0, 0), (2, 1), (1, 2)}
+
+
+def test_deletion_links_each_target_word_to_the_word_it_needs_most():
+    from keras_mha.alignment import deletion_alignment
+    from keras_mha.deletion import WordDeletion
+
+    # Output pieces ▁la ▁casa ▁gran de </s>; source words the big house.
+    # "grande" is the mean of its pieces: (0.5 + 3.5) / 2 = 2 on "big".
+    drops = np.array(
+        [
+            [2.0, 0.0, 0.1],  # la -> the
+            [0.0, 0.2, 3.0],  # casa -> house
+            [0.0, 0.5, 0.4],  # gran
+            [0.0, 3.5, 0.0],  # de
+            [9.0, 9.0, 9.0],  # </s>: no word
+        ]
+    )
+    deletion = WordDeletion(["the", "big", "house"], TARGET, SOURCE, np.zeros(5), drops)
+    links = {(0, 0), (2, 1), (1, 2)}
+    assert deletion_alignment(deletion, "argmax", diagonal=False) == links
+    assert deletion_alignment(deletion) == links  # "+diag+inter"
+    # A drop that is negative everywhere (deleting helps) still ranks.
+    deletion.drops = drops - 10.0
+    assert deletion_alignment(deletion, "argmax", diagonal=False) == links
+
+
+def test_word_deletion_scores_the_source_without_each_word():
+    from keras_mha import Translator
+    from keras_mha.deletion import word_deletion
+    from keras_mha.errors import InvalidArgumentError
+    from tests.app_fixtures import FIXTURE_MODELS, TINY_MODEL
+
+    translator = Translator.load(FIXTURE_MODELS / TINY_MODEL)
+    deletion = word_deletion(translator, "the old man sings", "el viejo canta")
+    T = len(deletion.target_tokens)
+    assert deletion.target_tokens[-1] == "</s>"
+    assert deletion.drops.shape == (T, 4) and deletion.log_probs.shape == (T,)
+    # Column 1 is the source without "old", scored on its own.
+    alone = translator.score("the man sings", deletion.target_tokens, top_k=0)
+    expected = deletion.log_probs - np.log(np.asarray(alone.token_probs))
+    np.testing.assert_allclose(deletion.drops[:, 1], expected, atol=1e-5)
+    whole = translator.score("the old man sings", "el viejo canta", top_k=0)
+    np.testing.assert_allclose(
+        deletion.log_probs, np.log(np.asarray(whole.token_probs)), atol=1e-6
+    )
+    # The model's own translation by default; one word has nothing to delete.
+    own = translator.translate("the old man sings", return_attention=False)
+    scored = word_deletion(translator, "the old man sings").target_tokens
+    assert scored[-1] == "</s>" and scored[:-1] == own.target_tokens[: len(scored) - 1]
+    assert word_deletion(translator, "hello").drops.shape[1] == 1
+    # Rows repeated up to a fixed batch change nothing but the batch.
+    fixed = word_deletion(translator, "the old man sings", "el viejo canta", 16, 16)
+    np.testing.assert_allclose(fixed.drops, deletion.drops, atol=1e-5)
+    with pytest.raises(InvalidArgumentError, match="no words"):
+        word_deletion(translator, "  ")
+
+
+def test_align_by_deletion_is_the_default_and_needs_the_model():
+    from keras_mha import Translator
+    from keras_mha.alignment import DEFAULT_METHOD, align, deletion_alignment
+    from keras_mha.deletion import word_deletion
+    from keras_mha.errors import InvalidArgumentError
+    from tests.app_fixtures import FIXTURE_MODELS, TINY_MODEL
+
+    translator = Translator.load(FIXTURE_MODELS / TINY_MODEL)
+    source, target = "the old man sings", "el viejo canta"
+    translation, links = align(translator, source, target)
+    assert DEFAULT_METHOD == "deletion+diag+inter"
+    assert target_words(translation) == ["el", "viejo", "canta"]
+    deletion = word_deletion(translator, source, translation.target_tokens)
+    assert links == deletion_alignment(deletion, "inter", diagonal=True)
+    assert word_alignment(translation, "deletion", deletion) == deletion_alignment(
+        deletion, "argmax", diagonal=False
+    )
+    with pytest.raises(InvalidArgumentError, match="deletion="):
+        word_alignment(translation, DEFAULT_METHOD)
+    # Attention methods read the translation alone, as before.
+    own, attention_links = align(translator, source, method="average")
+    assert attention_links == word_alignment(own, "average")

@@ -207,7 +207,9 @@ def test_lazy_models_are_offered_from_their_cards_and_loaded_when_first_used(
     assert good.loaded and set(timings["good"]) == {"load_seconds", "compile_seconds"}
     assert demo.service.warming() == []
     assert "Still warming up" not in view.domain("good")
-    # The warm-up compiled what the Translate button runs for a short input.
+    # The warm-up compiled what the Translate button runs for a short input
+    # (and its output, which this tiny model makes long: the 32 bucket).
+    demo.service.warm_up(["good"], source_lengths=(32,), kinds=("deletion",))
     programs = good.compiled_programs
     view.translate("I love you.", "good", "greedy", 4)
     assert good.compiled_programs == programs
@@ -235,7 +237,11 @@ def test_the_first_answer_compiles_without_gradio_and_holds_the_models_lock(
     load_seconds, compile_seconds = models.warm_first_answer(good)
     assert good.loaded and load_seconds >= 0 and compile_seconds > 0
     programs = good.compiled_programs
-    demo.explorer["translate"].translate("I love you.", "good", "greedy", 4)
+    service = demo.service
+    service.translate("I love you.", "good", layer_predictions=models.LAYER_PREDICTIONS)
+    # Its word deletion, for an output of up to 16 pieces (this tiny model's
+    # own outputs are all 32 long).
+    service.word_deletion(service.score("I love you.", "Te quiero.", "good")[0], "good")
     assert good.compiled_programs == programs
 
 
@@ -404,16 +410,23 @@ def test_payload_alignments_for_every_method(shared, greedy):
     aligned = p["alignment"]
     ids = [m["id"] for m in aligned["methods"]]
     N, H = p["shape"]["cross"]
-    k = len(alignment.ALIGNMENT_METHODS)
-    assert ids[:k] == list(alignment.ALIGNMENT_METHODS)
+    # The word-deletion methods first (the translation's own deletion pass
+    # came with it), then those that read the attention.
+    d, k = len(alignment.DELETION_METHODS), len(alignment.ALIGNMENT_METHODS)
+    assert ids[:d] == list(alignment.DELETION_METHODS)
+    assert ids[d : d + k] == list(alignment.ALIGNMENT_METHODS)
     assert aligned["default"] == alignment.DEFAULT_METHOD  # Nothing measured.
-    assert ids[k:] == [f"layer:{n}" for n in range(N)] + [
+    assert ids[d + k :] == [f"layer:{n}" for n in range(N)] + [
         f"head:{n}:{h}" for n in range(N) for h in range(H)
     ]
+    deletion = greedy[shared.state].deletion
+    kept = deletion.target_tokens[:-1]  # Then "</s>" (scored if it was cut).
+    assert kept == translation.target_tokens[: len(kept)]
+    assert deletion.source_words == alignment.source_words(translation)
     assert aligned["source_words"] == alignment.source_words(translation)
     for method in aligned["methods"]:
         links, _ = alignment.from_pharaoh(method["links"])
-        assert links == alignment.word_alignment(translation, method["id"])
+        assert links == alignment.word_alignment(translation, method["id"], deletion)
         for i, j in links:
             assert 0 <= i < len(aligned["source_words"])
             assert 0 <= j < len(aligned["target_words"])
@@ -427,6 +440,15 @@ def test_measured_aer_labels_the_menu_and_picks_the_default(shared, greedy):
     assert aligned["default"] == "layer:1" and aligned["measured"]
     assert by_id["average"]["label"] == "average · AER 60.2"
     assert by_id["shift-att"]["aer"] is None
+    # A measured word-deletion method is offered (and opens) only where the
+    # translation's deletion pass came with it.
+    measured["deletion+diag+inter"] = 35.0
+    aligned, _ = payload.alignments(translation, measured)
+    assert aligned["default"] == "layer:1"
+    assert "deletion+diag+inter" not in {m["id"] for m in aligned["methods"]}
+    deletion = greedy[shared.state].deletion
+    aligned, _ = payload.alignments(translation, measured, deletion)
+    assert aligned["default"] == "deletion+diag+inter"
 
 
 def test_head_statistics_include_sinks_and_alignment_agreement(shared, greedy):
@@ -451,7 +473,7 @@ def test_head_statistics_include_sinks_and_alignment_agreement(shared, greedy):
     assert row["to_punctuation"] == pytest.approx(
         cross[0, 1][:, question].mean(), abs=2e-3
     )
-    reference = alignment.word_alignment(translation, alignment.DEFAULT_METHOD)
+    reference = alignment.word_alignment(translation, alignment.ATTENTION_METHOD)
     found = alignment.word_alignment(translation, "head:1:0")
     f1 = 2 * len(found & reference) / (len(found) + len(reference))
     assert by_key[("cross", 1, 0)]["alignment_agreement"] == pytest.approx(f1, abs=1e-3)
@@ -832,7 +854,12 @@ def test_api_align(demo):
     union, _ = alignment.from_pharaoh(union["links"])
     assert union >= links and {i for i, _ in union} == set(range(5))
     default = demo.api["align"](SENTENCE, target, TINY_MODEL)
-    assert default["method"] == alignment.DEFAULT_METHOD == "average+diag+inter"
+    assert default["method"] == alignment.DEFAULT_METHOD == "deletion+diag+inter"
+    translation, _ = demo.service.score(SENTENCE, target, TINY_MODEL)
+    deletion = demo.service.word_deletion(translation, TINY_MODEL)
+    expected = alignment.word_alignment(translation, "deletion+diag+inter", deletion)
+    assert alignment.from_pharaoh(default["links"])[0] == expected
+    default = demo.api["align"](SENTENCE, target, TINY_MODEL, "average+diag+inter")
     inter, _ = alignment.from_pharaoh(default["links"])
     assert inter and len({i for i, _ in inter}) == len({j for _, j in inter}) == len(
         inter
@@ -841,7 +868,11 @@ def test_api_align(demo):
     own = demo.api["align"](SENTENCE, "", TINY_MODEL, "head:1:1")
     assert own["target"] == demo.api["translate"](SENTENCE, TINY_MODEL)[0]
     assert own["method"] == "head:1:1"
-    for method, message in [("sideways", "invalid value"), ("head:9:0", "layer 9")]:
+    for method, message in [
+        ("sideways", "invalid value"),
+        ("head:9:0", "layer 9"),
+        ("deletion+sideways", "links rule"),
+    ]:
         with pytest.raises(gr.Error, match=message):
             demo.api["align"](SENTENCE, "", TINY_MODEL, method)
     with pytest.raises(gr.Error, match="Type a sentence"):
@@ -915,6 +946,7 @@ def test_after_the_warm_up_no_request_compiles():
         service.attribute(text, rng.choice(["", target]), TINY_MODEL, method, 4)
         kind = rng.choice(("encoder", "decoder", "cross"))
         service.head(text, own.target_tokens, TINY_MODEL, kind, 0, 0, 0)
+        service.word_deletion(own, TINY_MODEL)
     service.head_importance(text, own.target_tokens, TINY_MODEL)
     assert translator.compiled_programs == warmed
     assert translator.programs_dropped == 0

@@ -420,6 +420,13 @@ def test_cli_top_k_prefix_score_and_align(capsys):
     assert all(0 <= i < 2 for i, _ in links)
     with pytest.raises(SystemExit, match="method"):
         translate_main(["--model", str(TINY), "--align", "nope", "Hi!"])
+    # The default method runs the model again without each source word.
+    flags = ["--model", str(TINY), "--score", "Hola amigo.", "--align"]
+    translate_main([*flags, "deletion+diag+inter", "Hi there!"])
+    links = capsys.readouterr().out.splitlines()[1].split()
+    assert 1 <= len(links) <= 2  # At most one per word on either side.
+    with pytest.raises(SystemExit, match="rule"):
+        translate_main([*flags, "deletion+nope", "Hi there!"])
 
 
 def test_beam_steps_hold_one_hypothesis_while_a_prefix_is_forced(translator):

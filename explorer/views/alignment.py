@@ -9,8 +9,12 @@ from explorer.views import browser_view
 class AlignmentView:
     def __init__(self, shared):
         gr.Markdown(
-            "Which source word each target word comes from, read off the "
-            "cross-attention. `average` links each target word to the source "
+            "Which source word each target word comes from. `deletion` asks "
+            "the model: the source is scored again without each of its words, "
+            "and each target word is linked to the word whose removal makes it "
+            "least likely (the method closest to human links). The others read "
+            "the cross-attention: "
+            "`average` links each target word to the source "
             "word it attends to most; `+union` adds, for each source word, the "
             "target word attending to it most; `+inter` keeps links found both "
             "ways; `+diag` first favours links near the diagonal (the usual "
