@@ -2,6 +2,7 @@
 16 concurrent clients, and the server's peak memory.
 
     python -m benchmarks.bench_app                # full, both backends
+    python -m benchmarks.bench_app --startup      # the two starts only
     python -m benchmarks.bench_app --models-dir tests/fixtures/models \\
         --model en-es-tiny --quick                 # smoke test
 
@@ -25,7 +26,9 @@ around `predict`; the server's own translation time (the `seconds` that
 `/translate` reports) is kept too, to separate decoding from the web stack.
 Memory is the peak resident set (`VmHWM` in `/proc/<pid>/status`) of the
 server and its child processes, read after the last request. Servers are
-stopped at the end, also on errors.
+stopped at the end, also on errors. `--startup` measures the first and the
+cold start only (no clients, no waiting for every model's warm-up) and
+writes `bench_app_startup.json`.
 """
 
 import argparse
@@ -84,6 +87,7 @@ class Settings:
 
 FULL = Settings()
 QUICK = Settings(clients=(1, 4), requests=4)
+STARTUP = Settings(clients=())
 
 
 # ------------------------------------------------------------ clients
@@ -266,6 +270,8 @@ def run_worker(args, settings):
             result["cold_start"] = cold
             result["cold_start_seconds"] = cold["answer_seconds"]
             harness.log(f"[{backend}] cold start {cold}")
+            if not settings.clients:  # `--startup`: the starts only.
+                return result
             # Latency without the background warm-up of the other models.
             server.wait_for_output("warm-up finished", settings.warmup_timeout)
             result["warm_seconds"] = round(time.perf_counter() - server.started, 1)
@@ -331,9 +337,17 @@ def metrics(settings, model):
             1,
         ),
         ("cold start: first answer, s", "cold_start_seconds", "", 1),
-        ("cold start: every model warm (nothing to compile), s", "warm_seconds", "", 1),
-        ("peak memory (VmHWM), MB", "memory.peak_mb", "<= 2048", 0),
     ]
+    if settings.clients:
+        rows += [
+            (
+                "cold start: every model warm (nothing to compile), s",
+                "warm_seconds",
+                "",
+                1,
+            ),
+            ("peak memory (VmHWM), MB", "memory.peak_mb", "<= 2048", 0),
+        ]
     for count in settings.clients:
         for endpoint in ENDPOINTS:
             name, path = f"{count} client(s), {endpoint}", f"levels.{count}.{endpoint}"
@@ -374,11 +388,16 @@ def main(argv=None):
     parser.add_argument(
         "--soak", action="store_true", help="the soak workload (benchmarks/soak.py)"
     )
+    parser.add_argument(
+        "--startup",
+        action="store_true",
+        help="the first and cold starts only (bench_app_startup.json)",
+    )
     parser.add_argument("--soak-minutes", type=float, default=10.0)
     parser.add_argument("--soak-clients", type=int, default=8)
     args = parser.parse_args(argv)
     args.models_dir = str(pathlib.Path(args.models_dir).resolve())
-    settings = QUICK if args.quick else FULL
+    settings = QUICK if args.quick else STARTUP if args.startup else FULL
     if args.requests:
         settings = dataclasses.replace(settings, requests=args.requests)
 
@@ -423,7 +442,8 @@ def main(argv=None):
     print(table)
     settings = dict(dataclasses.asdict(settings), app=args.app, model=args.model)
     settings["models_dir"] = args.models_dir
-    path = harness.write_results(NAME, args, settings, backends, table, summary)
+    name = NAME + "_startup" if args.startup else NAME
+    path = harness.write_results(name, args, settings, backends, table, summary)
     harness.log(f"results written to {path}")
     return harness.exit_code(backends)
 

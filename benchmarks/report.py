@@ -133,6 +133,16 @@ SECTIONS = {
         "a single request's latency is Gradio's queue and the client's "
         "polling; the server's own translation time is shown separately.",
     ),
+    "bench_app_startup": (
+        "Start-up of the app",
+        "`python -m benchmarks.bench_app --startup`: the first start (an "
+        "empty compilation cache) and the cold start of the full run above, "
+        "alone: from starting `python app.py` to the first page and to the "
+        "first `/translate` answer, with the phases the server logs. Keras is "
+        "imported first; the default model is loaded and its Translate "
+        "button compiled in a thread while Gradio is imported and the page is "
+        "built.",
+    ),
     "bench_app_soak": (
         "A day of visitors: the soak test",
         "`python -m benchmarks.bench_app --soak`: 8 `gradio_client` clients "
@@ -193,6 +203,7 @@ ORDER = (
     "bench_alignment",
     "bench_faithfulness",
     "bench_app",
+    "bench_app_startup",
     "bench_app_soak",
     "bench_app_soak_tensorflow",
     "bench_browser",
