@@ -214,7 +214,11 @@ def make_api(service):
             alignment.parse_links(str(method))  # A bad method: no model pass.
             if alignment.is_deletion(method):
                 deletion = service.word_deletion(translation, model)
-            links = alignment.word_alignment(translation, str(method), deletion)
+            links = (
+                set()  # No source words: nothing to link.
+                if alignment.is_deletion(method) and deletion is None
+                else alignment.word_alignment(translation, str(method), deletion)
+            )
         except InvalidArgumentError as error:
             raise user_error(error) from error
         return {

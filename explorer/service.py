@@ -309,10 +309,11 @@ class Service:
     def word_deletion(self, translation, model):
         """The `keras_mha.deletion.WordDeletion` of a translation's source
         words and pieces (the word-deletion alignment methods read it), in
-        passes of `explorer.models.DELETION_ROWS` rows."""
+        passes of `explorer.models.DELETION_ROWS` rows; `None` for a source
+        without words (nothing to delete, nothing to link)."""
         translator = self.translator(model)
         if not alignment.source_words(translation):
-            raise user_error(EMPTY_INPUT)
+            return None
         try:
             with self.using(model):
                 return models.word_deletion(translator, translation)

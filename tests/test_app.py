@@ -785,6 +785,19 @@ def test_unusual_input_translates(demo, text):
     assert facts["source_tokens"] and not facts["message"]
 
 
+@pytest.mark.parametrize("text", ["I ❤️ Tokyo 東京 🚄!", "\x00\x07 \x1b", "?"])
+def test_the_translate_button_aligns_unusual_input_or_says_why_not(views, shared, text):
+    updates = views["translate"].translate(text, TINY_MODEL, "greedy", 4)
+    state = updates[shared.state]
+    if state is None:  # Nothing left to translate.
+        assert updates[shared.info]
+        return
+    words = alignment.source_words(state.translation)
+    ids = [m["id"] for m in updates[shared.payload]["alignment"]["methods"]]
+    assert (alignment.DEFAULT_METHOD in ids) == bool(words)
+    assert (state.deletion is None) == (not words)
+
+
 def test_unexpected_errors_become_a_short_message():
     from explorer.service import friendly_errors
 
