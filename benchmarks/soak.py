@@ -53,7 +53,13 @@ SENTENCES = (
 )
 PREFIXES = ("El", "La", "Der", "Die", "Le", "Un", "Ein", "Je")
 BEAM_SIZES = (2, 3, 4, 6, 8)
-ALIGN_METHODS = ("average+union", "average", "shift-att", "layer:0")
+ALIGN_METHODS = (
+    "deletion+diag+inter",
+    "average+union",
+    "average",
+    "shift-att",
+    "layer:0",
+)
 KINDS = ("encoder", "decoder", "cross")
 PROGRAMS_LINE = re.compile(r"programs: (.*)")
 
