@@ -119,29 +119,15 @@ def measure(
             )
             for translation, _ in kept
         ]
-        for rule in alignment.RULES:
-            links_rule, threshold = alignment.parse_links("x" + rule)
-            diagonal = alignment.uses_diagonal_prior("x" + rule)
-            predicted = [
-                alignment.deletion_alignment(d, links_rule, threshold, diagonal)
-                for d in deletions
-            ]
-            scores = alignment.alignment_scores(predicted, sure)
-            results[f"deletion{rule}"] = {
-                k: round(100 * v, 1) for k, v in scores.items()
-            }
+        results.update(
+            per_rule("deletion", alignment.deletion_alignment, deletions, sure)
+        )
     for name, found in attributions.items():
-        for rule in alignment.RULES:
-            links_rule, threshold = alignment.parse_links("x" + rule)
-            diagonal = alignment.uses_diagonal_prior("x" + rule)
-            predicted = [
-                alignment.attribution_alignment(a, links_rule, threshold, diagonal)
-                for a in found
-            ]
-            scores = alignment.alignment_scores(predicted, sure)
-            results[f"attribution:{name}{rule}"] = {
-                k: round(100 * v, 1) for k, v in scores.items()
-            }
+        results.update(
+            per_rule(
+                f"attribution:{name}", alignment.attribution_alignment, found, sure
+            )
+        )
     # A reference that reads no model: target word j linked to the source
     # word at the same relative position (round(j * S / T)).
     diagonal = [
@@ -169,6 +155,22 @@ def measure(
         "links": sum(map(len, sure)),
         "methods": results,
     }
+
+
+def per_rule(name, links_of, items, sure):
+    """`{name + rule: {"aer", "precision", "recall"} in %}` for every rule of
+    `keras_mha.alignment.RULES`, `links_of(item, rule, threshold, diagonal)`
+    giving each item's links."""
+    from keras_mha import alignment
+
+    results = {}
+    for rule in alignment.RULES:
+        links_rule, threshold = alignment.parse_links("x" + rule)
+        diagonal = alignment.uses_diagonal_prior("x" + rule)
+        predicted = [links_of(i, links_rule, threshold, diagonal) for i in items]
+        scores = alignment.alignment_scores(predicted, sure)
+        results[name + rule] = {k: round(100 * v, 1) for k, v in scores.items()}
+    return results
 
 
 def attribution_seconds(model_dir, repeats=5):
