@@ -454,13 +454,15 @@ def test_a_mix_repeats_each_part_after_its_length_filter():
     pairs, stats = data.load_mix(mix, "train", FIXTURES)
     assert pairs == everyday + long + long
     assert 0 < len(long) < len(everyday)
+    # The fixture's 5 malformed lines are counted once, at the first part.
     assert stats == {
-        "spa-eng[0]": {"read": 56, "kept": 56, "repeat": 1, "pairs": 56},
+        "spa-eng[0]": {"read": 56, "kept": 56, "repeat": 1, "pairs": 56, "skipped": 5},
         "spa-eng[1]": {
             "read": 56,
             "kept": len(long),
             "repeat": 2,
             "pairs": 2 * len(long),
+            "skipped": 0,
         },
     }
 

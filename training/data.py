@@ -788,9 +788,11 @@ def load_mix(
         max_pairs: read at most this many pairs of each corpus (tests).
 
     Returns:
-        `(pairs, stats)`: `stats[name]` has `read`, `kept`, `repeat` and
-        `pairs` (kept times repeat) per part, named `dataset`, or
-        `dataset[k]` for the k-th part where a corpus appears more than once.
+        `(pairs, stats)`: `stats[name]` has `read`, `kept`, `repeat`,
+        `pairs` (kept times repeat) and `skipped` (the malformed lines of
+        its corpus, counted at its first part, 0 at the others) per part,
+        named `dataset`, or `dataset[k]` for the k-th part where a corpus
+        appears more than once.
     """
     parts = parse_mix(mix)
     pairs: list[tuple[str, str]] = []
@@ -801,8 +803,12 @@ def load_mix(
         if split != "train" and part.dataset in seen:
             continue
         seen.add(part.dataset)
+        skipped = 0
         if part.dataset not in cache:
-            cache[part.dataset] = load_pairs(part.dataset, split, data_dir, max_pairs)
+            cache[part.dataset], loaded = load_pairs_with_stats(
+                part.dataset, split, data_dir, max_pairs
+            )
+            skipped = loaded.num_skipped
         read = cache[part.dataset]
         if split == "train":
             kept = [pair for pair in read if part.keeps(pair[0])]
@@ -818,5 +824,6 @@ def load_mix(
             "kept": len(kept),
             "repeat": repeat,
             "pairs": len(kept) * repeat,
+            "skipped": skipped,
         }
     return pairs, stats

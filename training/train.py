@@ -727,7 +727,8 @@ def load_data(config):
             config.mix, "train", data_dir, max_pairs=config.max_train_pairs
         )
         valid_pairs, _ = data_lib.load_mix(config.mix, "valid", data_dir)
-        stats = data_lib.LoadStats(len(train_pairs), 0, ())
+        skipped = sum(part["skipped"] for part in mix_stats.values())
+        stats = data_lib.LoadStats(len(train_pairs), skipped, ())
         return {
             "train_pairs": train_pairs,
             "train_stats": stats,
