@@ -98,13 +98,15 @@ def _f1(found, reference):
     return 2 * overlap / (len(found) + len(reference))
 
 
-def alignment_methods(translation, measured_aer=None, deletion=False):
-    """Method ids with labels: the word-deletion methods (with `deletion`),
-    the library's attention methods, each layer, each head; a label carries
-    the method's AER on human gold links where it was measured for the
-    model."""
+def alignment_methods(translation, measured_aer=None):
+    """Method ids with labels: the word-deletion methods (where the source
+    has words), the library's attention methods, each layer, each head; a
+    label carries the method's AER on human gold links where it was
+    measured for the model."""
     num_layers, num_heads = np.shape(translation.attention["cross"])[:2]
-    methods = [(m, m) for m in alignment.DELETION_METHODS] if deletion else []
+    methods = []
+    if alignment.source_words(translation):
+        methods += [(m, m) for m in alignment.DELETION_METHODS]
     methods += [(m, m) for m in alignment.ALIGNMENT_METHODS]
     methods += [(f"layer:{n}", f"layer {n} (mean of heads)") for n in range(num_layers)]
     methods += [
@@ -119,42 +121,65 @@ def alignment_methods(translation, measured_aer=None, deletion=False):
     ]
 
 
-def default_alignment_method(translation, measured_aer=None, deletion=False):
+def default_alignment_method(translation, measured_aer=None):
     """The menu's method with the lowest measured AER for the model, else the
-    library's default (of the attention methods without `deletion`)."""
-    ids = [m for m, _ in alignment_methods(translation, deletion=deletion)]
+    library's default (the attention default for a source without words)."""
+    ids = [m for m, _ in alignment_methods(translation)]
     measured = {m: aer for m, aer in (measured_aer or {}).items() if m in ids}
     if measured:
         return min(measured, key=measured.get)
-    return alignment.DEFAULT_METHOD if deletion else alignment.ATTENTION_METHOD
+    return (
+        alignment.DEFAULT_METHOD
+        if alignment.DEFAULT_METHOD in ids
+        else (alignment.ATTENTION_METHOD)
+    )
 
 
-def alignments(translation, measured_aer=None, deletion=None):
+def alignments(translation, measured_aer=None):
     """Word alignments of every method, as Pharaoh text (`i-j`: source word
-    `i`, target word `j`); the word-deletion methods where `deletion` (the
-    `keras_mha.deletion.WordDeletion` of this translation) is given."""
-    methods = alignment_methods(translation, measured_aer, deletion is not None)
+    `i`, target word `j`). The word-deletion methods come with `"links":
+    None`: they score the source again without each word, which the page asks
+    for only when it shows one of them (`deletion_links`)."""
+    methods = alignment_methods(translation, measured_aer)
     links = {
-        method: alignment.word_alignment(translation, method, deletion)
+        method: alignment.word_alignment(translation, method)
         for method, _ in methods
+        if not alignment.is_deletion(method)
     }
     return {
         "source_words": alignment.source_words(translation),
         "target_words": alignment.target_words(translation),
-        "default": default_alignment_method(
-            translation, measured_aer, deletion is not None
-        ),
+        "default": default_alignment_method(translation, measured_aer),
         "measured": bool(measured_aer),
         "methods": [
             {
                 "id": method,
                 "label": label,
                 "aer": (measured_aer or {}).get(method),
-                "links": alignment.to_pharaoh(links[method]),
+                "links": (
+                    alignment.to_pharaoh(links[method]) if method in links else None
+                ),
             }
             for method, label in methods
         ],
     }, links
+
+
+def deletion_links(serial, translation, deletion):
+    """`{"serial", "methods": {method: Pharaoh text}}`: the word-deletion
+    methods' links for the translation of payload `serial`, from its
+    `keras_mha.deletion.WordDeletion` (`None`: no source words, no links)."""
+    return {
+        "serial": serial,
+        "methods": {
+            method: alignment.to_pharaoh(
+                alignment.word_alignment(translation, method, deletion)
+                if deletion is not None
+                else set()
+            )
+            for method in alignment.DELETION_METHODS
+        },
+    }
 
 
 def head_statistics(translation, links=None):
@@ -245,7 +270,7 @@ def translation_payload(state, info=""):
     """Everything the views draw for the hypothesis `state` shows."""
     translation = state.translation
     weights, shapes = attention(translation)
-    aligned, links = alignments(translation, state.measured_aer, state.deletion)
+    aligned, links = alignments(translation, state.measured_aer)
     pieces = tokens(translation)
     request = state.request
     return {

@@ -2,7 +2,6 @@
 
 import dataclasses
 import itertools
-import typing
 
 from keras_mha.translator import Translation
 
@@ -41,15 +40,12 @@ class ExplorerState:
             tell a new translation from the one it has drawn.
         measured_aer: `{alignment method: AER %}` measured for the model on
             human gold links (its card's `alignment`), empty if never.
-        deletion: the `keras_mha.deletion.WordDeletion` of the shown
-            hypothesis (the word-deletion alignments read it), or `None`.
     """
 
     request: Request
     result: Translation
     shown: int = 0
     measured_aer: dict = dataclasses.field(default_factory=dict, compare=False)
-    deletion: typing.Any = dataclasses.field(default=None, compare=False)
     serial: int = dataclasses.field(default_factory=lambda: next(_SERIALS))
 
     @property
@@ -61,12 +57,10 @@ class ExplorerState:
         """The hypothesis the views show."""
         return self.hypotheses[self.shown]
 
-    def show(self, index, deletion=None):
-        """A new state showing hypothesis `index` (with its `deletion`)."""
+    def show(self, index):
+        """A new state showing hypothesis `index`."""
         if not 0 <= index < len(self.hypotheses):
             raise IndexError(
                 f"Hypothesis {index} does not exist: there are {len(self.hypotheses)}."
             )
-        return dataclasses.replace(
-            self, shown=index, deletion=deletion, serial=next(_SERIALS)
-        )
+        return dataclasses.replace(self, shown=index, serial=next(_SERIALS))

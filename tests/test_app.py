@@ -237,11 +237,8 @@ def test_the_first_answer_compiles_without_gradio_and_holds_the_models_lock(
     load_seconds, compile_seconds = models.warm_first_answer(good)
     assert good.loaded and load_seconds >= 0 and compile_seconds > 0
     programs = good.compiled_programs
-    service = demo.service
-    service.translate("I love you.", "good", layer_predictions=models.LAYER_PREDICTIONS)
-    # Its word deletion, for an output of up to 16 pieces (this tiny model's
-    # own outputs are all 32 long).
-    service.word_deletion(service.score("I love you.", "Te quiero.", "good")[0], "good")
+    updates = demo.explorer["translate"].translate("I love you.", "good")
+    assert updates[demo.explorer["translate"].shared.state] is not None
     assert good.compiled_programs == programs
 
 
@@ -410,8 +407,7 @@ def test_payload_alignments_for_every_method(shared, greedy):
     aligned = p["alignment"]
     ids = [m["id"] for m in aligned["methods"]]
     N, H = p["shape"]["cross"]
-    # The word-deletion methods first (the translation's own deletion pass
-    # came with it), then those that read the attention.
+    # The word-deletion methods first, then those that read the attention.
     d, k = len(alignment.DELETION_METHODS), len(alignment.ALIGNMENT_METHODS)
     assert ids[:d] == list(alignment.DELETION_METHODS)
     assert ids[d : d + k] == list(alignment.ALIGNMENT_METHODS)
@@ -419,17 +415,48 @@ def test_payload_alignments_for_every_method(shared, greedy):
     assert ids[d + k :] == [f"layer:{n}" for n in range(N)] + [
         f"head:{n}:{h}" for n in range(N) for h in range(H)
     ]
-    deletion = greedy[shared.state].deletion
-    kept = deletion.target_tokens[:-1]  # Then "</s>" (scored if it was cut).
-    assert kept == translation.target_tokens[: len(kept)]
-    assert deletion.source_words == alignment.source_words(translation)
     assert aligned["source_words"] == alignment.source_words(translation)
     for method in aligned["methods"]:
+        if alignment.is_deletion(method["id"]):
+            # Asked by the view when it shows one (a pass per source word).
+            assert method["links"] is None
+            continue
         links, _ = alignment.from_pharaoh(method["links"])
-        assert links == alignment.word_alignment(translation, method["id"], deletion)
+        assert links == alignment.word_alignment(translation, method["id"])
         for i, j in links:
             assert 0 <= i < len(aligned["source_words"])
             assert 0 <= j < len(aligned["target_words"])
+
+
+def test_the_alignment_view_asks_for_the_deletion_links_of_the_shown_translation(
+    views, shared, greedy
+):
+    state = greedy[shared.state]
+    translation = state.translation
+    html = views["alignment"].html
+    answer = views["alignment"].delete(state)[html]
+    assert answer["serial"] == state.serial  # The page keeps only its own.
+    deletion = shared.service.word_deletion(translation, TINY_MODEL)
+    kept = deletion.target_tokens[:-1]  # Then "</s>" (scored if it was cut).
+    assert kept == translation.target_tokens[: len(kept)]
+    assert deletion.source_words == alignment.source_words(translation)
+    assert set(answer["methods"]) == set(alignment.DELETION_METHODS)
+    for method, text in answer["methods"].items():
+        links, _ = alignment.from_pharaoh(text)
+        assert links == alignment.word_alignment(translation, method, deletion)
+        assert all(
+            0 <= i < len(deletion.source_words) and 0 <= j < len(kept) for i, j in links
+        )
+    # A new translation clears the answer of the old one.
+    assert greedy[html] is None
+
+
+def test_the_translate_button_runs_no_word_deletion(views, monkeypatch):
+    service = views["translate"].shared.service
+    calls = []
+    monkeypatch.setattr(service, "word_deletion", lambda *a: calls.append(a))
+    views["translate"].translate(SENTENCE, TINY_MODEL, "beam", 3)
+    assert calls == []
 
 
 def test_measured_aer_labels_the_menu_and_picks_the_default(shared, greedy):
@@ -440,15 +467,11 @@ def test_measured_aer_labels_the_menu_and_picks_the_default(shared, greedy):
     assert aligned["default"] == "layer:1" and aligned["measured"]
     assert by_id["average"]["label"] == "average · AER 60.2"
     assert by_id["shift-att"]["aer"] is None
-    # A measured word-deletion method is offered (and opens) only where the
-    # translation's deletion pass came with it.
     measured["deletion+diag+inter"] = 35.0
     aligned, _ = payload.alignments(translation, measured)
-    assert aligned["default"] == "layer:1"
-    assert "deletion+diag+inter" not in {m["id"] for m in aligned["methods"]}
-    deletion = greedy[shared.state].deletion
-    aligned, _ = payload.alignments(translation, measured, deletion)
     assert aligned["default"] == "deletion+diag+inter"
+    by_id = {m["id"]: m for m in aligned["methods"]}
+    assert by_id["deletion+diag+inter"]["label"] == "deletion+diag+inter · AER 35.0"
 
 
 def test_head_statistics_include_sinks_and_alignment_agreement(shared, greedy):
@@ -795,7 +818,9 @@ def test_the_translate_button_aligns_unusual_input_or_says_why_not(views, shared
     words = alignment.source_words(state.translation)
     ids = [m["id"] for m in updates[shared.payload]["alignment"]["methods"]]
     assert (alignment.DEFAULT_METHOD in ids) == bool(words)
-    assert (state.deletion is None) == (not words)
+    # Without source words the view's deletion request links nothing.
+    answer = views["alignment"].delete(state)[views["alignment"].html]
+    assert all(bool(text) == bool(words) for text in answer["methods"].values()), answer
 
 
 def test_unexpected_errors_become_a_short_message():

@@ -3,6 +3,8 @@ words for the chosen method or head, with the Pharaoh text to copy."""
 
 import gradio as gr
 
+from explorer import payload
+from explorer.service import friendly_errors, user_error
 from explorer.views import browser_view
 
 
@@ -25,8 +27,23 @@ class AlignmentView:
             "human word links where the language pair has them. Pharaoh "
             "format: `i-j` links source word *i* to target word *j*."
         )
-        self.html = browser_view("alignment")
-        self.resets = []
+        self.shared = shared
+        # The word-deletion methods' links are asked ("delete") only when the
+        # view shows one of them: they cost the model a pass per source word.
+        self.html = browser_view("alignment", events=["delete"])
+        self.resets = [self.html]
+        self.html.delete(
+            self.delete, [shared.state], [self.html], api_visibility="private"
+        )
 
     def reset(self, state):
-        return {}
+        return {self.html: None}
+
+    @friendly_errors
+    def delete(self, state):
+        """The word-deletion methods' links of the translation shown."""
+        if state is None:
+            raise user_error("Translate something first.")
+        translation = state.translation
+        deletion = self.shared.service.word_deletion(translation, state.request.model)
+        return {self.html: payload.deletion_links(state.serial, translation, deletion)}

@@ -43,8 +43,6 @@ class BeamView:
         except (TypeError, ValueError, IndexError) as error:
             raise user_error(f"No such hypothesis: {error}") from None
         translation = state.translation
-        deletion = self.shared.service.word_deletion(translation, state.request.model)
-        state = state.show(state.shown, deletion)
         info = (
             f"Showing hypothesis {state.shown + 1} of {len(state.hypotheses)} of "
             f"the beam: log-probability {payload.log_prob(translation):.2f}, "

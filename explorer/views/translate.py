@@ -164,10 +164,7 @@ class TranslateView:
         request = Request(str(text or ""), model, decoding, beam, TOP_K)
         card = self.translators[model].card if model in self.translators else {}
         measured = (card.get("alignment") or {}).get("aer") or {}
-        deletion = self.shared.service.word_deletion(translation, model)
-        state = ExplorerState(
-            request, translation, measured_aer=dict(measured), deletion=deletion
-        )
+        state = ExplorerState(request, translation, measured_aer=dict(measured))
         return self.show(state, describe(translation, seconds, beam, message))
 
     def show(self, state, info):

@@ -1,13 +1,25 @@
 /* Word alignment: links between the source and target words (hover a word
  * to follow its links), the alignment matrix and its Pharaoh text, for the
- * method chosen in the menu. */
+ * method chosen in the menu. The word-deletion methods' links come from the
+ * server ("delete": the model scores the source again without each word),
+ * asked once per translation and only while the view shows one of them. */
 import { copyText } from "../core/clipboard.js";
-import { el, empty, fill, svg } from "../core/dom.js";
+import { el, empty, fill, isVisible, svg } from "../core/dom.js";
 import { drawn, hasTranslation, select, store } from "../core/store.js";
 
-export function alignmentView(root) {
+export function alignmentView(root, emit) {
+  let asked = null; // The serial whose deletion links were asked.
   return {
     relayout: true,
+    redrawOnShow: true,
+    setValue(v) {
+      // The deletion links of a translation: kept in its payload's methods
+      // (so that switching back needs no new request), if it is still shown.
+      const p = store.payload;
+      if (!v || !hasTranslation(p) || !p.alignment || v.serial !== p.serial) return;
+      for (const m of p.alignment.methods) if (m.id in v.methods) m.links = v.methods[m.id];
+      this.onSelect();
+    },
     draw() {
       this.onSelect();
     },
@@ -22,10 +34,22 @@ export function alignmentView(root) {
       const methods = a.methods.map((m) => m.id);
       const method = methods.includes(store.sel.method) ? store.sel.method : a.default;
       const current = a.methods.find((m) => m.id === method);
-      const links = current.links ? current.links.split(" ").map((pair) => pair.split("-").map(Number)) : [];
       const picker = el("select", { id: "align-method", "aria-label": "alignment method" });
       for (const m of a.methods) picker.append(el("option", { value: m.id, text: m.label, selected: m.id === method }));
       picker.addEventListener("change", () => select({ method: picker.value }));
+      const toolbar = el("div", { class: "kmha-toolbar" }, el("label", { class: "kmha-group-label", for: "align-method", text: "Method" }), picker);
+      if (current.links === null) {
+        // Not computed yet: asked when the view is seen (a hidden tab asks
+        // when it is shown), once per translation.
+        fill(root, toolbar, el("div", { class: "kmha-muted", text: "Scoring the translation again without each source word…" }));
+        drawn(this, `${p.serial}:pending`);
+        if (isVisible(root) && asked !== p.serial && emit.delete) {
+          asked = p.serial;
+          emit.delete({});
+        }
+        return;
+      }
+      const links = current.links ? current.links.split(" ").map((pair) => pair.split("-").map(Number)) : [];
       const src = a.source_words;
       const tgt = a.target_words;
       const measure = document.createElement("canvas").getContext("2d");
@@ -73,7 +97,7 @@ export function alignmentView(root) {
       text.value = current.links;
       const copy = el("button", { type: "button", class: "kmha-btn", text: "Copy", onclick: () => copyText(current.links, copy) });
       fill(root,
-        el("div", { class: "kmha-toolbar" }, el("label", { class: "kmha-group-label", for: "align-method", text: "Method" }), picker),
+        toolbar,
         el(
           "div",
           { class: "kmha-pharaoh" },
