@@ -239,9 +239,15 @@ SHOWN_ENTRIES = 5
 
 
 def _value(value):
-    if isinstance(value, dict) and len(value) > SHOWN_ENTRIES:
-        shown = dict(list(value.items())[:SHOWN_ENTRIES])
-        return f"{shown} and {len(value) - SHOWN_ENTRIES} more in the JSON"
+    if isinstance(value, dict):
+        shown = ", ".join(
+            f"{key}: ({_value(entry)})"
+            if isinstance(entry, dict)
+            else f"{key}: {_value(entry)}"
+            for key, entry in list(value.items())[:SHOWN_ENTRIES]
+        )
+        more = len(value) - SHOWN_ENTRIES
+        return f"{shown} and {more} more in the JSON" if more > 0 else shown
     if isinstance(value, list):
         return " / ".join(
             "×".join(map(str, v)) if isinstance(v, list) else str(v) for v in value

@@ -77,12 +77,19 @@ def test_a_long_mapping_in_a_summary_shows_its_first_entries(tmp_path):
         "command": "python -m benchmarks.bench_alignment",
         "quick": False,
         "machine": {},
-        "summary": {"jax": {"mean_aer": ranking, "best_mean": "method-0"}},
+        "summary": {
+            "jax": {
+                "mean_aer": ranking,
+                "best_mean": "method-0",
+                "left_out": {"truncated": 0, "words differ": 1},
+            }
+        },
         "table": "| method |",
     }
     (tmp_path / "bench_alignment.json").write_text(json.dumps(result))
-    row = next(
-        line for line in report.report(tmp_path).splitlines() if "mean aer" in line
-    )
-    assert "'method-0': 0.0" in row and "'method-4': 4.0" in row
-    assert "method-5'" not in row and "35 more in the JSON" in row
+    rows = report.report(tmp_path).splitlines()
+    row = next(line for line in rows if "mean aer" in line)
+    assert "method-0: 0.0, method-1: 1.0" in row and "method-4: 4.0" in row
+    assert "method-5:" not in row and "35 more in the JSON" in row
+    # A mapping reads as text, not as a Python dict.
+    assert "| left out | truncated: 0, words differ: 1 |" in rows
