@@ -135,6 +135,9 @@ class Service:
         }
         self._waiting = collections.Counter()
         self._waiting_lock = threading.Lock()
+        # Set in the thread that runs `warm_up`: its requests hold the
+        # model's lock like any other but take no visitor's place.
+        self._warming_up = threading.local()
         self.warm = set()  # Models whose warm-up has finished.
         # The last traced attention blocks (`keras_mha.head_trace.trace_layer`:
         # every head and query of one block), so that choosing another
@@ -145,7 +148,12 @@ class Service:
     @contextlib.contextmanager
     def using(self, model):
         """Holds `model`'s lock; refuses a request beyond
-        `MAX_WAITING_PER_MODEL` waiting for it (a visitor reads why)."""
+        `MAX_WAITING_PER_MODEL` waiting for it (a visitor reads why).
+        The warm-up's own requests are not counted."""
+        if getattr(self._warming_up, "active", False):
+            with self.locks[model]:
+                yield
+            return
         with self._waiting_lock:
             if self._waiting[model] >= MAX_WAITING_PER_MODEL:
                 raise user_error(
@@ -159,6 +167,11 @@ class Service:
         finally:
             with self._waiting_lock:
                 self._waiting[model] -= 1
+
+    def requests(self, model):
+        """Visitor requests admitted for `model`: running or waiting."""
+        with self._waiting_lock:
+            return self._waiting[model]
 
     def translator(self, model):
         if model not in self.translators:
@@ -427,6 +440,13 @@ class Service:
         Returns:
             `{name: {"load_seconds", "compile_seconds"}}`.
         """
+        self._warming_up.active = True
+        try:
+            return self._warm_up(names, source_lengths, kinds)
+        finally:
+            self._warming_up.active = False
+
+    def _warm_up(self, names, source_lengths, kinds):
         timings = {}
         for name in self.translators if names is None else names:
             translator = self.translators[name]

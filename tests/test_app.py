@@ -253,6 +253,24 @@ def test_a_request_before_the_warm_up_loads_its_model(tmp_path):
     assert demo.service.warming() == ["good"]  # Loaded, not warmed up.
 
 
+def test_the_warm_up_takes_no_visitors_place_in_the_queue(demo, monkeypatch):
+    # A model admits `MAX_WAITING_PER_MODEL` visitor requests; the server's
+    # own warm-up goes through the same path but is not one of them.
+    service = demo.service
+    admitted = []
+    translate = models.translate
+
+    def counting(*args, **kwargs):
+        admitted.append(service.requests(TINY_MODEL))
+        return translate(*args, **kwargs)
+
+    monkeypatch.setattr(models, "translate", counting)
+    service.warm_up([TINY_MODEL], source_lengths=[16], kinds=["translate"])
+    demo.api["translate"](SENTENCE, TINY_MODEL)
+    assert admitted == [0, 1]
+    assert service.requests(TINY_MODEL) == 0
+
+
 def test_a_corrupt_model_folder_is_reported_and_the_others_load(tmp_path):
     shutil.copytree(FIXTURE_MODELS / TINY_MODEL, tmp_path / "good")
     broken = tmp_path / "broken"
