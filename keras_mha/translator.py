@@ -572,17 +572,21 @@ class Translator:
             # so an output cut at `max_length` (no end piece) is scored
             # without its last piece: the end piece's position then holds
             # the distribution the last piece was chosen from.
+            # The pass is as wide as the search's output limit, so that it
+            # compiles one program per search shape, however long the
+            # outputs are.
             targets = [
                 [p for p in results[i].target_tokens if p != EOS][: limits[i] - 1]
                 for i in order
             ]
-            scored = self.score(
+            scored = self._score(
                 [texts[i] for i in order],
                 targets,
                 top_k=0,
                 return_attention=False,
                 batch_size=batch_size,
                 layer_predictions=layer_predictions,
+                widths=[limits[i] for i in order],
             )
             for i, one in zip(order, scored):
                 length = len(results[i].target_tokens)
@@ -936,6 +940,29 @@ class Translator:
                 layer_predictions,
                 disabled_heads,
             )[0]
+        return self._score(
+            source,
+            target,
+            top_k,
+            return_attention,
+            batch_size,
+            layer_predictions,
+            disabled_heads,
+        )
+
+    def _score(
+        self,
+        source,
+        target,
+        top_k,
+        return_attention,
+        batch_size,
+        layer_predictions,
+        disabled_heads=None,
+        widths=None,
+    ):
+        """`score` of lists; `widths`: one least padded length per pair (a
+        batch is padded to the largest of its pairs'), or `None`."""
         targets = list(target)
         if len(targets) != len(source):
             raise InvalidArgumentError(
@@ -967,7 +994,9 @@ class Translator:
         results = []
         for start in range(0, len(items), batch_size):
             batch = items[start : start + batch_size]
-            out = _keep_asked(self._run_scorer(scorer, batch, head_masks), *asked)
+            width = max(widths[start : start + batch_size]) if widths else 0
+            out = self._run_scorer(scorer, batch, head_masks, width)
+            out = _keep_asked(out, *asked)
             for row, (ids, truncated, labels) in enumerate(batch):
                 S, T = len(ids), len(labels)
                 attention = {}
@@ -1004,13 +1033,14 @@ class Translator:
                 results.append(translation)
         return results
 
-    def _run_scorer(self, scorer, batch, head_masks):
+    def _run_scorer(self, scorer, batch, head_masks, width=0):
         """Pads one batch of `(ids, truncated, labels)` and runs `scorer`.
 
         Source and target are padded to one length bucket, the larger of
-        theirs, so that a pass compiles one program per bucket rather than
-        one per pair of buckets."""
+        theirs (and of `width`), so that a pass compiles one program per
+        bucket rather than one per pair of buckets."""
         longest = max(max(len(ids), len(labels)) for ids, _, labels in batch)
+        longest = max(longest, width)
         width = self.padded_length(longest)
         (source, decoder_inputs, labels), _ = self._pad_batch(
             [

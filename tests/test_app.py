@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 
 from explorer import exports, models, payload
+from explorer.models import LAYER_PREDICTIONS
 from explorer.service import MAX_INPUT_CHARS
 from explorer.state import ExplorerState, Request
 from keras_mha import Translator, alignment
@@ -240,6 +241,23 @@ def test_the_first_answer_compiles_without_gradio_and_holds_the_models_lock(
     updates = demo.explorer["translate"].translate("I love you.", "good")
     assert updates[demo.explorer["translate"].shared.state] is not None
     assert good.compiled_programs == programs
+
+
+def test_the_first_answer_serves_short_and_long_outputs_without_compiling(tmp_path):
+    # The Translate button scores its own output for the layer predictions;
+    # that pass must not depend on how long the output is: the warm-up's
+    # output is as long as the search allows, a visitor's rarely is. (A
+    # shipped model: the tiny one's outputs are always that long.)
+    (tmp_path / "m").symlink_to(REPO_ROOT / "saved_models" / "en-de-multi30k")
+    translators, _ = models.load_models(tmp_path, lazy=True)
+    model = translators["m"]
+    models.warm_first_answer(model)
+    programs = model.compiled_programs
+    for text in ("A dog runs.", "A man in a blue shirt is riding a bike."):
+        translation = models.translate(model, text, layer_predictions=LAYER_PREDICTIONS)
+        assert len(translation.target_tokens) < 16
+        assert len(translation.layer_predictions[0]) == len(translation.target_tokens)
+    assert model.compiled_programs == programs
 
 
 def test_a_request_before_the_warm_up_loads_its_model(tmp_path):
@@ -993,7 +1011,11 @@ def test_after_the_warm_up_no_request_compiles():
     for _ in range(25):
         text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 40)))
         own = service.translate(
-            text, TINY_MODEL, top_k=rng.randint(0, 10), prefix=rng.choice([None, "El"])
+            text,
+            TINY_MODEL,
+            top_k=rng.randint(0, 10),
+            prefix=rng.choice([None, "El"]),
+            layer_predictions=models.LAYER_PREDICTIONS,  # As the Translate button.
         ).translation
         service.translate(text, TINY_MODEL, "beam", rng.choice(models.BEAM_SIZES))
         target = " ".join(rng.choice(spanish) for _ in range(rng.randint(1, 4)))
