@@ -454,37 +454,43 @@ class Service:
             if isinstance(translator, LazyTranslator):
                 translator.load()
             loaded = time.perf_counter()
-            limit = translator.model.max_length
-            for length in source_lengths:
-                if length > limit:
-                    continue
-                # A source of `length` pieces ("a" is one piece), a target of
-                # as many (with the end piece), attribution of a pair of this
-                # bucket and, for the shortest, of 8 pieces.
-                text, pieces = models.warm_up_source(length)
-                if "translate" in kinds:
-                    self.translate(text, name, layer_predictions=LAYER_PREDICTIONS)
-                if "beam" in kinds:
-                    self.translate(text, name, "beam", MAX_BEAM_SIZE)
-                if "score" in kinds:
-                    self.score(text, pieces, name)
-                if "attribute" in kinds:
-                    shortest = length == min(WARM_UP_LENGTHS)
-                    for n in [length - 2] + ([6] if shortest else []):
-                        self.attribute("a " * n, ["▁a"] * (n - 1), name, "grad_x_input")
-                if "head" in kinds:
-                    for kind in ("encoder", "decoder", "cross"):
-                        self.head(text, pieces, name, kind, 0, 0, 0)
-                if "deletion" in kinds:
-                    scored, _ = self.score(text, pieces, name)
-                    self.word_deletion(scored, name)
-                if length == min(WARM_UP_LENGTHS) and set(kinds) >= set(WARM_UP_KINDS):
-                    self.warm.add(name)
+            with translator.compiling("full"):
+                self._warm_up_model(name, translator, source_lengths, kinds)
             timings[name] = {
                 "load_seconds": round(loaded - start, 2),
                 "compile_seconds": round(time.perf_counter() - loaded, 2),
             }
         return timings
+
+    def _warm_up_model(self, name, translator, source_lengths, kinds):
+        """Every program of `kinds` for each length of `source_lengths`,
+        compiled through the request path."""
+        limit = translator.model.max_length
+        for length in source_lengths:
+            if length > limit:
+                continue
+            # A source of `length` pieces ("a" is one piece), a target of
+            # as many (with the end piece), attribution of a pair of this
+            # bucket and, for the shortest, of 8 pieces.
+            text, pieces = models.warm_up_source(length)
+            if "translate" in kinds:
+                self.translate(text, name, layer_predictions=LAYER_PREDICTIONS)
+            if "beam" in kinds:
+                self.translate(text, name, "beam", MAX_BEAM_SIZE)
+            if "score" in kinds:
+                self.score(text, pieces, name)
+            if "attribute" in kinds:
+                shortest = length == min(WARM_UP_LENGTHS)
+                for n in [length - 2] + ([6] if shortest else []):
+                    self.attribute("a " * n, ["▁a"] * (n - 1), name, "grad_x_input")
+            if "head" in kinds:
+                for kind in ("encoder", "decoder", "cross"):
+                    self.head(text, pieces, name, kind, 0, 0, 0)
+            if "deletion" in kinds:
+                scored, _ = self.score(text, pieces, name)
+                self.word_deletion(scored, name)
+            if length == min(WARM_UP_LENGTHS) and set(kinds) >= set(WARM_UP_KINDS):
+                self.warm.add(name)
 
     def warming(self):
         """The models not warmed up yet, in menu order."""

@@ -6,11 +6,13 @@ Shape legend (numpy outputs): N layers, H heads, S source pieces, T target
 pieces. Rows are queries, columns are keys.
 """
 
+import contextlib
 import dataclasses
 import json
 import pathlib
 import re
 import tempfile
+import threading
 import unicodedata
 import zipfile
 
@@ -246,22 +248,74 @@ class Translator:
         self.eos_id = tokenizer.eos_id()
         self.max_programs = max_programs
         self._searches = {}
-        # (setting key, input shapes) of every program compiled and kept.
+        # (setting key, input shapes, full) of every program compiled and
+        # kept; `full` False for a quick one (`compiling`).
         self._programs = set()
         self.programs_dropped = 0
+        self._compile_mode = threading.local()
 
     @property
     def compiled_programs(self):
         """How many compiled programs (setting x input shapes) are kept."""
         return len(self._programs)
 
+    @property
+    def quick_programs(self):
+        """How many of them are quick ones (`compiling("quick")`)."""
+        return sum(not full for _, _, full in self._programs)
+
+    @contextlib.contextmanager
+    def compiling(self, mode):
+        """How the calls of this thread compile a program they need.
+
+        Outside any `compiling`, a call runs the full program of its shape,
+        else its quick one, else compiles the full one. A full program
+        replaces the quick one of its shape.
+
+        Args:
+            mode: `"quick"`: a shape without a program gets a quick one
+                (TensorFlow: its own graph, not XLA: about half the compile
+                time and 2-3x slower to run; on JAX the full one), which
+                then serves that shape; for a first answer that should not
+                wait. `"full"`: a shape without a full program gets one,
+                even where a quick one serves it; for a warm-up.
+        """
+        if mode not in ("quick", "full"):
+            raise InvalidArgumentError(
+                f'`mode` must be "quick" or "full". Received: mode={mode!r}'
+            )
+        before = getattr(self._compile_mode, "mode", None)
+        self._compile_mode.mode = mode
+        try:
+            yield
+        finally:
+            self._compile_mode.mode = before
+
     def _compiled(self, key, fn):
         """`fn`, compiled, counting each new input shape as one program."""
         compiled = compile_search(self.model, fn)
+        # TensorFlow only: the same function without XLA (`compiling`).
+        two_kinds = keras.backend.backend() == "tensorflow"
+        quick = compile_search(self.model, fn, xla=False) if two_kinds else None
 
         def run(*args):
+            nonlocal quick
             shapes = tuple(np.shape(a) for a in args if isinstance(a, np.ndarray))
-            program = (key, shapes)
+            full = (key, shapes, True)
+            if full in self._programs:
+                return compiled(*args)
+            mode = getattr(self._compile_mode, "mode", None)
+            program = full
+            if two_kinds and mode != "full":
+                if mode == "quick" or (key, shapes, False) in self._programs:
+                    program = (key, shapes, False)
+            if program == full and (key, shapes, False) in self._programs:
+                # The full program replaces the quick one; once no shape
+                # of this setting has a quick one, a new (empty) function
+                # lets their memory go.
+                self._programs.discard((key, shapes, False))
+                if not any(k == key and not f for k, _, f in self._programs):
+                    quick = compile_search(self.model, fn, xla=False)
             if program not in self._programs:
                 if self.max_programs and len(self._programs) >= self.max_programs:
                     # Drop every compiled program (their memory goes with
@@ -271,7 +325,7 @@ class Translator:
                     self._programs.clear()
                 self._programs.add(program)
                 self._searches.setdefault(key, run)
-            return compiled(*args)
+            return (compiled if program[2] else quick)(*args)
 
         return run
 

@@ -23,6 +23,7 @@ import tempfile
 import types
 
 import gradio as gr
+import keras
 import numpy as np
 import pytest
 
@@ -258,6 +259,28 @@ def test_the_first_answer_serves_short_and_long_outputs_without_compiling(tmp_pa
         assert len(translation.target_tokens) < 16
         assert len(translation.layer_predictions[0]) == len(translation.target_tokens)
     assert model.compiled_programs == programs
+
+
+def test_the_first_answer_compiles_quickly_and_the_warm_up_compiles_it_in_full(
+    tmp_path,
+):
+    # TensorFlow compiles the first answer's two programs (the search and
+    # the layer predictions) without XLA, in about half the time; the
+    # background warm-up then compiles their XLA programs, which replace
+    # them. JAX has one kind of program.
+    from explorer import build_demo
+
+    shutil.copytree(FIXTURE_MODELS / TINY_MODEL, tmp_path / "good")
+    translators, _ = models.load_models(tmp_path, lazy=True)
+    good = translators["good"]
+    demo = build_demo(translators)
+    two_kinds = keras.backend.backend() == "tensorflow"
+    models.warm_first_answer(good)
+    assert (good.compiled_programs, good.quick_programs) == (2, 2 if two_kinds else 0)
+    demo.service.warm_up(["good"], source_lengths=[16], kinds=["translate"])
+    assert (good.compiled_programs, good.quick_programs) == (2, 0)
+    demo.explorer["translate"].translate("I love you.", "good")
+    assert good.compiled_programs == 2
 
 
 def test_a_request_before_the_warm_up_loads_its_model(tmp_path):

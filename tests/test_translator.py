@@ -590,3 +590,30 @@ def test_beam_slots_run_every_beam_size_in_one_program_with_the_same_results():
     assert plain.compiled_programs == 4
     with pytest.raises(ValueError, match="beam_slots"):
         Translator.load(TINY, beam_slots=0)
+
+
+def test_a_quick_program_serves_its_shape_until_a_full_one_is_compiled():
+    # Within `compiling("quick")` a new shape gets a program that compiles
+    # fast (TensorFlow: without XLA; JAX has one kind of program); it then
+    # serves that shape until `compiling("full")` (a warm-up) compiles the
+    # XLA one, which replaces it. Both find the same tokens.
+    translator = Translator.load(TINY)
+    two_kinds = keras.backend.backend() == "tensorflow"
+    with translator.compiling("quick"):
+        quick = translator.translate(SENTENCES, top_k=3)
+    assert translator.compiled_programs == 1
+    assert translator.quick_programs == (1 if two_kinds else 0)
+    translator.translate(SENTENCES, top_k=3)  # Served by the quick one.
+    assert translator.compiled_programs == 1
+    with translator.compiling("full"):
+        full = translator.translate(SENTENCES, top_k=3)
+    # The full program replaces the quick one.
+    assert (translator.compiled_programs, translator.quick_programs) == (1, 0)
+    translator.translate(SENTENCES, top_k=3)
+    assert translator.compiled_programs == 1
+    for a, b in zip(quick, full):
+        assert a.target_tokens == b.target_tokens
+        np.testing.assert_allclose(a.token_probs, b.token_probs, atol=1e-5)
+    with pytest.raises(ValueError, match="quick"):
+        with translator.compiling("fast"):
+            pass
