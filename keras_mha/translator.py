@@ -984,25 +984,17 @@ class Translator:
             ValueError: for an unknown piece, or a target longer than the
                 model's `max_length` pieces (the end piece included).
         """
-        if isinstance(source, str):
-            return self.score(
-                [source],
-                [target],
-                top_k,
-                return_attention,
-                batch_size,
-                layer_predictions,
-                disabled_heads,
-            )[0]
-        return self._score(
-            source,
-            target,
+        one = isinstance(source, str)
+        scored = self._score(
+            [source] if one else source,
+            [target] if one else target,
             top_k,
             return_attention,
             batch_size,
             layer_predictions,
             disabled_heads,
         )
+        return scored[0] if one else scored
 
     def _score(
         self,
