@@ -142,11 +142,10 @@ SECTIONS = {
         "imported first; the default model is loaded and its Translate "
         "button compiled in a thread while Gradio is imported and the page is "
         "built. On TensorFlow those first two programs are quick ones, "
-        "compiled without XLA (`Translator.compiling`: 3.6 s here against "
-        "6.1 s for the XLA ones in a run minutes before, first answer 8.9 "
-        "against 13.0 s); the background warm-up then compiles their XLA "
-        "programs, which replace them (the same tokens on 1,500 of 1,500 "
-        "en-es test sources).",
+        "compiled without XLA (`Translator.compiling`, about half the "
+        "compile time; benchmarks/README.md has the measurement); the "
+        "background warm-up then compiles their XLA programs, which replace "
+        "them.",
     ),
     "bench_app_soak": (
         "A day of visitors: the soak test",

@@ -759,8 +759,8 @@ def compile_search(model, fn, xla=True):
     """Compiles `fn(model, *tensors)` for the backend: `jax.jit` or `tf.function`.
 
     With `xla=False`, TensorFlow compiles its own graph instead of an XLA
-    program (about half the compile time, slower to run); JAX always
-    compiles with XLA.
+    program (about half the compile time, slower to run); the other
+    backends have one kind of program and return `None`.
 
     On JAX the model's variables are passed in as arguments (a
     `keras.StatelessScope` maps them), so the weights are inputs of the
@@ -772,6 +772,8 @@ def compile_search(model, fn, xla=True):
         A function of the tensors only, returning NumPy-convertible outputs.
     """
     backend = keras.backend.backend()
+    if not xla and backend != "tensorflow":
+        return None
     if backend == "jax":
         import jax  # The one backend-specific import of the library.
 
@@ -797,7 +799,7 @@ def compile_search(model, fn, xla=True):
         # No AutoGraph: the searches have no Python control flow on tensors
         # (`ops.while_loop` is explicit), and converting costs tracing time.
         return tf.function(
-            lambda *args: fn(model, *args), jit_compile=bool(xla), autograph=False
+            lambda *args: fn(model, *args), jit_compile=xla, autograph=False
         )
     return lambda *args: fn(model, *args)
 

@@ -294,9 +294,10 @@ class Translator:
     def _compiled(self, key, fn):
         """`fn`, compiled, counting each new input shape as one program."""
         compiled = compile_search(self.model, fn)
-        # TensorFlow only: the same function without XLA (`compiling`).
-        two_kinds = keras.backend.backend() == "tensorflow"
-        quick = compile_search(self.model, fn, xla=False) if two_kinds else None
+        # The same function without XLA, where the backend has two kinds
+        # of program (`compiling`); else `None`.
+        quick = compile_search(self.model, fn, xla=False)
+        two_kinds = quick is not None
 
         def run(*args):
             nonlocal quick
