@@ -12,7 +12,7 @@ const STEPS = [
   {
     target: "#source",
     title: "1 · A sentence",
-    text: "Type a sentence (or use the example) and press Translate. The model splits it into pieces: subwords from its SentencePiece vocabulary.",
+    text: "Type a sentence (or click one of the examples below the button) and press Translate. The model splits it into pieces: subwords from its SentencePiece vocabulary.",
   },
   {
     target: "#translation",
