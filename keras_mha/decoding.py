@@ -75,6 +75,20 @@ def _column(x, index):
     return ops.slice(x, [0, index], [ops.shape(x)[0], 1])[:, 0]
 
 
+def _argmax(x):
+    """`ops.argmax(x, axis=-1)`, the first index of each row's largest value,
+    as two plain reductions: the row's maximum, then the smallest index that
+    holds it: `(R, V)` -> `(R,)` int32. XLA's CPU backend compiles
+    `argmax` as one reduction over (value, index) pairs that does not
+    vectorize: at the searches' `(64, 6000)` it took 2-4x as long as these
+    two (both backends), and in a profile of greedy decoding on JAX it was
+    a fifth of the loop's time."""
+    largest = ops.max(x, axis=-1, keepdims=True)  # (R, 1)
+    size = ops.shape(x)[-1]
+    ids = ops.arange(size, dtype="int32")[None]  # (1, V)
+    return ops.min(ops.where(x == largest, ids, size), axis=-1)  # (R,)
+
+
 def _length_penalty(length, alpha):
     """GNMT length penalty `((5 + length) / 6) ** alpha` (Wu et al., 2016)."""
     return ops.power((5.0 + ops.cast(length, "float32")) / 6.0, alpha)
@@ -453,7 +467,7 @@ class GreedySearch(Search):
     """
 
     def choose(self, state, log_probs, forced, forced_token):
-        token = ops.cast(ops.argmax(log_probs, axis=-1), "int32")  # (R,)
+        token = _argmax(log_probs)  # (R,)
         token = ops.where(forced, forced_token, token)
         token_log_prob = ops.take_along_axis(log_probs, token[:, None], axis=-1)[:, 0]
         scores = state["scores"] + ops.where(state["finished"], 0.0, token_log_prob)

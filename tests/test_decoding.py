@@ -58,6 +58,29 @@ def test_cached_greedy_equals_uncached_greedy(model, source):
     np.testing.assert_array_equal(cached, uncached)
 
 
+def test_the_greedy_choice_is_the_first_most_probable_piece():
+    # Ties go to the lower id, as `argmax` breaks them; a row whose largest
+    # value comes last, and one of equal values.
+    log_probs = np.log(
+        np.array(
+            [
+                [0.1, 0.4, 0.1, 0.4],
+                [0.1, 0.2, 0.3, 0.4],
+                [0.25, 0.25, 0.25, 0.25],
+                [0.7, 0.1, 0.1, 0.1],
+            ],
+            "float32",
+        )
+    )
+    chosen = decoding._argmax(ops.convert_to_tensor(log_probs))
+    assert ops.dtype(chosen) == "int32"
+    np.testing.assert_array_equal(_np(chosen), [1, 3, 0, 0])
+    wide = np.random.default_rng(3).standard_normal((64, 6000)).astype("float32")
+    np.testing.assert_array_equal(
+        _np(decoding._argmax(ops.convert_to_tensor(wide))), wide.argmax(-1)
+    )
+
+
 def test_recorded_attention_equals_teacher_forced_pass(model, source):
     out = greedy_search(model, source, 10, BOS, EOS)
     tokens = _np(out["tokens"])
