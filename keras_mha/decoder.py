@@ -41,6 +41,9 @@ class TransformerDecoderLayer(TransformerLayer):
             `(B, H, L_max, K)` (see `MultiHeadAttention`).
         self_attention_cache_update_index: int or scalar tensor, position of
             `decoder_sequence[:, 0]` in the cache.
+        self_attention_key_mask: optional `(B, L_max)` bool, the cache
+            columns each row may attend to, instead of the causal mask at
+            the update index (rows at different steps of one cache).
         cross_attention_cache: optional `(keys, values)`, each `(B, H, S, K)`,
             the encoder's keys and values projected once (see
             `MultiHeadAttention.compute_key_value`).
@@ -91,6 +94,7 @@ class TransformerDecoderLayer(TransformerLayer):
         encoder_padding_mask=None,
         self_attention_cache=None,
         self_attention_cache_update_index=None,
+        self_attention_key_mask=None,
         cross_attention_cache=None,
         return_attention_scores=False,
         self_head_mask=None,
@@ -117,6 +121,7 @@ class TransformerDecoderLayer(TransformerLayer):
                 x,
                 query_mask=decoder_padding_mask,
                 value_mask=self_value_mask,
+                key_mask=self_attention_key_mask,
                 use_causal_mask=True,
                 return_attention_scores=return_attention_scores,
                 cache=self_attention_cache,
@@ -182,6 +187,7 @@ class TransformerDecoderLayer(TransformerLayer):
         encoder_padding_mask=None,
         self_attention_cache=None,
         self_attention_cache_update_index=None,
+        self_attention_key_mask=None,
         cross_attention_cache=None,
         return_attention_scores=False,
         self_head_mask=None,

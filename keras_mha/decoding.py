@@ -638,6 +638,198 @@ class BeamSearch(Search):
         return result
 
 
+class RefillGreedySearch:
+    """Greedy decoding of many inputs through a fixed set of R rows: a row
+    whose output ends takes the next waiting input at the next step, so no
+    row decodes past its own end while others go on (in `GreedySearch` a
+    batch runs as many steps as its longest output, and at 64 inputs a
+    third of its row-steps are rows that already ended).
+
+    Rows are then at different positions of their outputs. They share one
+    self-attention cache of T columns used as a ring: step `i` writes
+    column `i mod T`, and each row sees the columns written since its input
+    started (the keys carry their positions from the embedding, so their
+    order in the cache does not matter). Every input is encoded first, in
+    its own batch (`encode_inputs`); a row that takes an input copies its
+    cross-attention keys and values in (at most `lanes` rows per step, one scatter each).
+
+    The same tokens as `GreedySearch` with `max_length = T` on each input
+    (to float rounding: rows sum their attention over different columns
+    and batch mates). No prefix, no records: this is the bulk search.
+
+    Args:
+        slots: int, R rows decoded at every step.
+        max_length: int, T, the most output pieces of an input (the end
+            piece included), and the columns of the self-attention cache.
+        bos_id, eos_id: ints.
+        lanes: int, the most rows that take a new input at one step
+            (default `R // 4`; the first fill takes R at once).
+
+    Call arguments:
+        model: a `keras_mha.Transformer`.
+        inputs_cross: every input's cross-attention keys and values, N_d
+            `(keys, values)` pairs of `(M, H, S, K_d)` (`encode_inputs`,
+            batch by batch).
+        inputs_mask: `(M, S)` bool, the inputs' source padding masks.
+        count: scalar int, decode the first `count` inputs (the others are
+            padding of a bucketed M).
+        head_masks: optional dict of `(N, H)` head multipliers per kind.
+
+    Returns:
+        A dict: `"tokens"` `(M, T)` output ids (0 after the end piece),
+        `"log_probs"` `(M, T)`, `"scores"` `(M,)` log P, `"finished"`
+        `(M,)` bool (ended with the end piece), `"steps"` the steps run.
+    """
+
+    def __init__(self, slots, max_length, bos_id, eos_id, lanes=None):
+        check_integer("slots", slots, minimum=1)
+        check_integer("max_length", max_length, minimum=1)
+        lanes = max(1, slots // 4) if lanes is None else lanes
+        check_integer("lanes", lanes, minimum=1)
+        self.slots = slots
+        self.max_length = max_length
+        self.bos_id = bos_id
+        self.eos_id = eos_id
+        self.lanes = min(lanes, slots)
+
+    def __call__(self, model, inputs_cross, inputs_mask, count, head_masks=None):
+        R, T = self.slots, self.max_length
+        inputs_mask = ops.cast(inputs_mask, "bool")  # (M, S)
+        M = ops.shape(inputs_mask)[0]
+        count = ops.cast(count, "int32")
+        ring = (R, model.num_heads, T, model.hidden_dim // model.num_heads)
+        empty_cache = [
+            (ops.zeros(ring, model.compute_dtype), ops.zeros(ring, model.compute_dtype))
+            for _ in range(model.num_decoder_layers)
+        ]  # N x 2 x (R, H, T, K_d)
+        rows = ops.arange(R, dtype="int32")
+        state = {
+            "index": ops.convert_to_tensor(0, "int32"),
+            "next": ops.convert_to_tensor(0, "int32"),
+            # The input row r decodes; M + r (its own sink row) while empty.
+            "input": M + rows,
+            "start": ops.zeros((R,), "int32"),
+            "last": ops.full((R,), self.bos_id, "int32"),
+            "active": ops.zeros((R,), "bool"),
+            "cache": empty_cache,  # N x 2 x (R, H, T, K_d), a ring
+            "cross": [
+                tuple(ops.zeros_like(c[:R]) for c in layer) for layer in inputs_cross
+            ],  # N x 2 x (R, H, S, K_d)
+            "encoder_mask": ops.ones((R, ops.shape(inputs_mask)[1]), "bool"),
+            "tokens": ops.zeros((M + R, T), "int32"),  # + a sink row per row
+            "log_probs": ops.zeros((M + R, T), "float32"),
+        }
+        state = self._refill(state, inputs_cross, inputs_mask, count, lanes=R)
+
+        def cond(state):
+            return ops.logical_or(
+                ops.less(state["next"], count), ops.any(state["active"])
+            )
+
+        def body(state):
+            state = self._step(model, state, head_masks)
+            return self._refill(state, inputs_cross, inputs_mask, count, self.lanes)
+
+        state = ops.while_loop(cond, body, state)
+        tokens = state["tokens"][:M]
+        log_probs = state["log_probs"][:M]
+        return {
+            "tokens": tokens,  # (M, T)
+            "log_probs": log_probs,  # (M, T)
+            "scores": ops.sum(log_probs, axis=-1),  # (M,)
+            "finished": ops.any(ops.equal(tokens, self.eos_id), axis=-1),
+            "steps": state["index"],
+        }
+
+    def _refill(self, state, inputs_cross, inputs_mask, count, lanes):
+        """Gives the next waiting inputs to the first `lanes` free rows."""
+        R = self.slots
+        M = ops.shape(inputs_mask)[0]
+        rows = ops.arange(R, dtype="int32")
+        free = ops.logical_not(state["active"])  # (R,)
+        rank = ops.cumsum(ops.cast(free, "int32")) - 1  # (R,) among free rows
+        waiting = count - state["next"]
+        takes = free & (rank < lanes) & (rank < waiting)  # (R,)
+        new_input = ops.minimum(state["next"] + rank, M - 1)  # (R,)
+        # The lanes: the free rows in rank order, then the others.
+        lane_rows = ops.cast(
+            ops.argsort(ops.where(free, rank, R + rows))[:lanes], "int32"
+        )  # (F,)
+        lane_takes = ops.take(takes, lane_rows)  # (F,)
+        lane_inputs = ops.take(new_input, lane_rows)  # (F,)
+        cross = []
+        for layer, layer_inputs in zip(state["cross"], inputs_cross):
+            pair = []
+            for c, every in zip(layer, layer_inputs):  # (R, H, S, K), (M, H, S, K)
+                fresh = ops.take(every, lane_inputs, axis=0)  # (F, H, S, K)
+                kept = ops.take(c, lane_rows, axis=0)
+                chosen = ops.where(lane_takes[:, None, None, None], fresh, kept)
+                pair.append(ops.scatter_update(c, lane_rows[:, None], chosen))
+            cross.append(tuple(pair))
+        encoder_mask = ops.where(
+            takes[:, None], ops.take(inputs_mask, new_input, axis=0), state["encoder_mask"]
+        )  # (R, S)
+        return {
+            **state,
+            "next": state["next"] + ops.sum(ops.cast(takes, "int32")),
+            "input": ops.where(takes, new_input, state["input"]),
+            "start": ops.where(takes, state["index"], state["start"]),
+            "last": ops.where(takes, self.bos_id, state["last"]),
+            "active": state["active"] | takes,
+            "cross": cross,
+            "encoder_mask": encoder_mask,
+        }
+
+    def _step(self, model, state, head_masks):
+        """One decoder step of every row, at each row's own position."""
+        R, T = self.slots, self.max_length
+        M = ops.shape(state["tokens"])[0] - R
+        index = state["index"]
+        rows = ops.arange(R, dtype="int32")
+        position = ops.clip(index - state["start"], 0, T - 1)  # (R,)
+        column = index % T
+        # Column c was written `age` steps ago; a row sees its own steps.
+        age = (index - ops.arange(T, dtype="int32") + T) % T  # (T,)
+        visible = age[None, :] <= position[:, None]  # (R, T)
+        logits, cache = model.decode_step(
+            state["last"][:, None],
+            column,
+            state["cache"],
+            state["cross"],
+            state["encoder_mask"],
+            head_masks=head_masks,
+            positions=position,
+            self_attention_key_mask=visible,
+        )
+        log_probs = ops.log_softmax(ops.cast(logits[:, 0], "float32"), axis=-1)
+        token = _argmax(log_probs)  # (R,)
+        token_log_prob = ops.take_along_axis(log_probs, token[:, None], axis=-1)[:, 0]
+        active = state["active"]
+        # Each row writes its input's output (an empty row its sink row).
+        out_row = ops.where(active, state["input"], M + rows)
+        where = ops.stack([out_row, position], axis=-1)  # (R, 2)
+        ended = ops.logical_or(ops.equal(token, self.eos_id), position + 1 >= T)
+        return {
+            **state,
+            "index": index + 1,
+            "last": token,
+            "active": ops.logical_and(active, ops.logical_not(ended)),
+            "cache": cache,
+            "tokens": ops.scatter_update(state["tokens"], where, token),
+            "log_probs": ops.scatter_update(state["log_probs"], where, token_log_prob),
+        }
+
+
+def encode_inputs(model, encoder_inputs, head_masks=None):
+    """The encoder once and the cross-attention keys and values of every
+    decoder layer: `(B, S)` ids -> `(cross, mask)`, N_d `(keys, values)`
+    pairs of `(B, H, S, K_d)` and the `(B, S)` padding mask (the inputs of
+    `RefillGreedySearch`)."""
+    encoded = model.encode(encoder_inputs, head_masks=head_masks)  # (B, S, D)
+    _, cross = model.init_cache(encoded, 1)
+    return cross, padding_mask(encoder_inputs)
+
+
 def greedy_search(
     model,
     encoder_inputs,

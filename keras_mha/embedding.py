@@ -75,7 +75,8 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
     Call arguments:
         token_ids: `(B, T)` int tensor.
         start_index: int or scalar tensor, position of `token_ids[:, 0]`
-            (the cache index when decoding step by step).
+            (the cache index when decoding step by step), or a `(B,)`
+            tensor, one such position per row (rows at different steps).
 
     Returns:
         `(B, T, D)` embeddings.
@@ -151,7 +152,15 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
 
     def position_vectors(self, length, start_index=0):
         """`(T, D)` the position part of the output for positions
-        `start_index .. start_index + T - 1`."""
+        `start_index .. start_index + T - 1`; `(B, T, D)` for a `(B,)`
+        `start_index`."""
+        if len(getattr(start_index, "shape", ())) == 1:
+            per_row = ops.cast(start_index, "int32")[:, None]
+            positions = per_row + ops.arange(length, dtype="int32")[None]  # (B, T)
+            if self.position_embedding == "learned":
+                return ops.take(self.position_embeddings, positions, axis=0)
+            flat = sinusoidal_positions(ops.reshape(positions, (-1,)), self.embedding_dim)
+            return ops.reshape(flat, (-1, length, self.embedding_dim))  # (B, T, D)
         positions = ops.arange(length) + start_index  # (T,)
         if self.position_embedding == "learned":
             return ops.take(self.position_embeddings, positions, axis=0)
@@ -165,7 +174,9 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
             self.token_vectors(token_ids) if token_vectors is None else token_vectors
         )
         position_vectors = self.position_vectors(length, start_index)
-        return tokens + ops.cast(position_vectors, tokens.dtype)[None]  # (B, T, D)
+        if len(position_vectors.shape) == 2:
+            position_vectors = position_vectors[None]  # (1, T, D)
+        return tokens + ops.cast(position_vectors, tokens.dtype)  # (B, T, D)
 
     def compute_mask(self, token_ids, mask=None):
         return padding_mask(token_ids) if self.mask_zero else None

@@ -82,10 +82,13 @@ class MultiHeadAttention(keras.layers.Layer):
             cache is transposed whole at every step). With
             `cache_update_index` it is a self-attention cache: the new keys
             and values of `query`'s `T` steps are written at that index and
-            attention runs over the whole cache. Without it the cache is used
-            as precomputed keys/values (cross-attention) and `value`/`key`
-            are ignored.
-        cache_update_index: int or scalar tensor, position of `query[:, 0]`.
+            attention runs over the whole cache, hiding the columns after
+            that index (causal), or, with a `key_mask` `(B, S_max)`, every
+            column the mask does not show (rows of one cache at different
+            steps). Without it the cache is used as precomputed keys/values
+            (cross-attention) and `value`/`key` are ignored.
+        cache_update_index: int or scalar tensor, position of `query[:, 0]`
+            (the cache column it is written to).
         head_mask: optional `(H,)` or `(B, H)` float multipliers of each
             head's output (0 switches a head off).
 
@@ -421,10 +424,11 @@ class MultiHeadAttention(keras.layers.Layer):
                 key = ops.slice_update(cache[0], start, _heads_first(key))
                 value = ops.slice_update(cache[1], start, _heads_first(value))
                 cache = (key, value)  # (B, H, S_max, K) each
-                causal_offset = cache_update_index
                 # Keys past the last written step are never visible: the
-                # causal mask with this offset hides them.
-                use_causal_mask = True
+                # causal mask with this offset hides them, unless the
+                # caller's `key_mask` says which columns each row sees.
+                use_causal_mask = key_mask is None
+                causal_offset = cache_update_index if use_causal_mask else None
         length_axis = 1 if cache is None else 2  # keys: (B, S, H, K) or a cache
         key_length = key.shape[length_axis]
         # Lengths may be unknown while tracing (TensorFlow buckets).

@@ -361,6 +361,8 @@ class Transformer(keras.Model):
         encoder_padding_mask,
         return_attention_scores=False,
         head_masks=None,
+        positions=None,
+        self_attention_key_mask=None,
     ):
         """Decodes the next position(s) with the caches: O(L_max) per step.
 
@@ -372,6 +374,11 @@ class Transformer(keras.Model):
                 (`init_cache`).
             cross_cache: N_d `(keys, values)` pairs, each `(B, H, S, K)`.
             encoder_padding_mask: `(B, S)` boolean.
+            positions: optional `(B,)` int, each row's position of
+                `token_ids[:, 0]` when rows are at different steps; `index`
+                is then only the cache column written, and
+                `self_attention_key_mask` `(B, L_max)` bool says which cache
+                columns each row sees (`decoding.RefillGreedySearch`).
 
         Returns:
             `(logits, self_cache)` with logits `(B, T_new, V)` and the
@@ -380,7 +387,8 @@ class Transformer(keras.Model):
             cross_scores)` with scores `(N_d, B, H, T_new, L_max)` and
             `(N_d, B, H, T_new, S)`.
         """
-        x = self.target_embedding(token_ids, start_index=index)  # (B, T_new, D)
+        start = index if positions is None else positions
+        x = self.target_embedding(token_ids, start_index=start)  # (B, T_new, D)
         new_caches, decoder_scores, cross_scores = [], [], []
         for i, layer in enumerate(self.decoder_layers):
             outputs = layer(
@@ -388,6 +396,7 @@ class Transformer(keras.Model):
                 encoder_padding_mask=encoder_padding_mask,
                 self_attention_cache=self_cache[i],
                 self_attention_cache_update_index=index,
+                self_attention_key_mask=self_attention_key_mask,
                 cross_attention_cache=cross_cache[i],
                 return_attention_scores=return_attention_scores,
                 self_head_mask=_head_mask(head_masks, "decoder", i),

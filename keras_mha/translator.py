@@ -23,8 +23,10 @@ import sentencepiece
 from keras_mha.decoding import (
     BeamSearch,
     GreedySearch,
+    RefillGreedySearch,
     check_integer,
     compile_search,
+    encode_inputs,
     teacher_forced_scores,
 )
 from keras_mha.errors import InvalidArgumentError
@@ -36,6 +38,13 @@ ATTENTION_KINDS = ("encoder", "decoder", "cross")
 # `max_length` and the loop stops as soon as every sequence has ended.
 _BATCH_BUCKETS = (1, 4, 16, 64)
 _LENGTH_BUCKETS = (16, 32, 64, 128, 256, 512)
+# Bulk greedy decoding (`RefillGreedySearch`) takes at most this many inputs
+# of one source length per compiled call; fewer are padded to a power of two
+# times the batch size, so that few programs serve every list.
+_REFILL_INPUTS = 2048
+# ... and encodes each batch of them at its longest source rounded up to a
+# multiple of this many pieces (sorted by length, a batch's sources are alike).
+_ENCODER_STEP = 4
 _CONTROL = re.compile(r"[\u0000-\u0008\u000b-\u001f\u007f-\u009f]")
 
 
@@ -105,6 +114,20 @@ class Translation:
             token_probs=np.array(self.token_probs, "float32"),
         )
         return arrays
+
+
+def _pad_columns(array, length):
+    """`(B, S)` or `(B, H, S, K)` padded with zeros to S = `length`."""
+    axis = 1 if array.ndim == 2 else 2
+    padding = [(0, 0)] * array.ndim
+    padding[axis] = (0, length - array.shape[axis])
+    return np.pad(array, padding)
+
+
+def _pad_rows(array, rows):
+    """`array` with zero rows appended up to `rows` rows."""
+    padding = [(0, rows - len(array))] + [(0, 0)] * (array.ndim - 1)
+    return np.pad(array, padding)
 
 
 def clean_text(text):
@@ -608,8 +631,30 @@ class Translator:
         head_masks = self._head_masks(disabled_heads)
         options = (bool(return_attention), top_k, bool(return_beam) and beam_size > 1)
         limits = {}  # The most output pieces of each text's batch.
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+        # Plain greedy decoding of more texts than a batch: the texts of each
+        # source length stream through `batch_size` rows, each row taking
+        # the next text as soon as its output ends (the same tokens).
+        bulk = (
+            beam_size == 1
+            and options == (False, 0, False)
+            and not any(prefixes[i] for i in order)
+        )
+        batched = []
+        for group in self._length_groups(order, encoded):
+            if not (bulk and len(group) > batch_size):
+                batched.extend(group)
+                continue
+            limit = cap
+            if max_length is None:
+                limit = self.output_length(len(encoded[group[-1]][0]))
+            items = [(encoded[i][0], encoded[i][1], prefixes[i]) for i in group]
+            for i, translation in zip(
+                group, self._refill(items, head_masks, limit, batch_size)
+            ):
+                results[i] = translation
+                limits[i] = limit
+        for start in range(0, len(batched), batch_size):
+            chunk = batched[start : start + batch_size]
             batch = [(encoded[i][0], encoded[i][1], prefixes[i]) for i in chunk]
             limit = cap
             if max_length is None:
@@ -649,6 +694,74 @@ class Translator:
                     steps[:length] for steps in one.layer_predictions
                 ]
         return results
+
+    def _length_groups(self, order, encoded):
+        """`order` (sorted by source length) cut where the padded source
+        length changes: the texts that share one compiled source shape."""
+        groups = []
+        for i in order:
+            length = self.padded_length(len(encoded[i][0]))
+            if groups and groups[-1][0] == length:
+                groups[-1][1].append(i)
+            else:
+                groups.append((length, [i]))
+        return [group for _, group in groups]
+
+    def _refill(self, items, head_masks, limit, slots):
+        """Greedy translations of `items` (`(ids, truncated, prefix_ids)` of
+        one padded source length) through `slots` rows
+        (`RefillGreedySearch`): encoded batch by batch, then decoded in one
+        compiled loop per `_REFILL_INPUTS` of them."""
+        key = ("encode",)
+        if key not in self._searches:
+            self._searches[key] = self._compiled(key, encode_inputs)
+        encoder = self._searches[key]
+        key = ("refill", slots, limit)
+        if key not in self._searches:
+            search = RefillGreedySearch(slots, limit, self.bos_id, self.eos_id)
+            self._searches[key] = self._compiled(key, search)
+        search = self._searches[key]
+        padded = self.padded_length(max(len(ids) for ids, _, _ in items))
+        translations = []
+        for start in range(0, len(items), _REFILL_INPUTS):
+            part = items[start : start + _REFILL_INPUTS]
+            crosses, masks = [], []
+            for first in range(0, len(part), slots):
+                batch = [ids for ids, _, _ in part[first : first + slots]]
+                # Sorted by length, a batch's sources are alike: the encoder
+                # runs on the longest, rounded up to a multiple of
+                # `_ENCODER_STEP` pieces, not on the group's padded length.
+                longest = max(len(ids) for ids in batch)
+                width = min(-(-longest // _ENCODER_STEP) * _ENCODER_STEP, padded)
+                (source,), _ = self._pad_batch([(batch, width)])
+                cross, mask = encoder(source, head_masks)
+                rows = len(batch)  # Without the batch's padding rows.
+                crosses.append(
+                    [
+                        [_pad_columns(np.asarray(c)[:rows], padded) for c in pair]
+                        for pair in cross
+                    ]
+                )
+                masks.append(_pad_columns(np.asarray(mask)[:rows], padded))
+            # M: a power of two times `slots`, the rows after `len(part)`
+            # never decoded (zeros).
+            M = slots
+            while M < len(part):
+                M *= 2
+            mask = _pad_rows(np.concatenate(masks), M)  # (M, S)
+            cross = [
+                tuple(
+                    _pad_rows(np.concatenate([c[n][j] for c in crosses]), M)
+                    for j in range(2)
+                )
+                for n in range(len(crosses[0]))
+            ]  # N x 2 x (M, H, S, K_d)
+            out = search(cross, mask, np.int32(len(part)), head_masks)
+            out = {k: np.asarray(v) for k, v in out.items()}
+            translations.extend(
+                self._translation(out, row, item, 1) for row, item in enumerate(part)
+            )
+        return translations
 
     def _check_top_k(self, top_k):
         """`top_k`, validated and capped at the vocabulary size."""

@@ -12,8 +12,10 @@ from keras_mha.decoding import (
     STATE_LAYOUT,
     BeamSearch,
     GreedySearch,
+    RefillGreedySearch,
     beam_search,
     compile_search,
+    encode_inputs,
     greedy_search,
     greedy_search_uncached,
     teacher_forced_scores,
@@ -485,3 +487,88 @@ def test_beam_liveness_is_recorded_not_guessed_from_scores(model, source):
     # While the prefix is forced only one hypothesis per input is live.
     np.testing.assert_array_equal(live[:, :14].sum(-1), 1)
     assert live[:, 14:20].sum(-1).min() == 3  # Then the beam fills.
+
+
+# ------------------------------------------------------------ bulk search
+@pytest.fixture(scope="module")
+def varied_model():
+    """A random model whose greedy outputs differ from row to row and from
+    step to step (with tied output embeddings a tiny random model repeats
+    one piece)."""
+    keras.utils.set_random_seed(4)
+    return Transformer(
+        40,
+        40,
+        num_encoder_layers=2,
+        num_decoder_layers=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        num_heads=2,
+        dropout=0.0,
+        max_length=24,
+        share_embeddings=True,
+        tie_output=False,
+    )
+
+
+def _ending_inputs(model):
+    """Nine sources (two of them padded) and an end piece that ends their
+    greedy outputs at different steps: of the pieces the random model
+    outputs (it never picks `EOS` by itself), the one that first comes at
+    the most different steps."""
+    rng = np.random.default_rng(3)
+    sources = rng.integers(4, 40, (9, 7)).astype("int32")
+    sources[2, 3:] = 0
+    sources[6, 5:] = 0
+    free = _np(greedy_search(model, sources, 8, BOS, -1, return_attention=False)["tokens"])
+
+    def first_steps(piece):
+        return {int(np.argmax(row == piece)) for row in free if (row == piece).any()}
+
+    return sources, max(np.unique(free), key=lambda piece: len(first_steps(piece)))
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_the_bulk_search_gives_each_input_its_greedy_output(varied_model, compiled):
+    model = varied_model
+    sources, end = _ending_inputs(model)
+    expected = greedy_search(model, sources, 8, BOS, end, return_attention=False)
+    expected_tokens = _np(expected["tokens"])
+    ends = [np.flatnonzero(row == end) for row in expected_tokens]
+    # Outputs end at different steps, and some do not end at all.
+    assert len({int(e[0]) for e in ends if len(e)}) > 1
+    assert any(len(e) == 0 for e in ends)
+    # Two rows for nine inputs (at most one new input per step), and three
+    # rows of padding after them: rows take inputs as others end, and the
+    # cache's eight columns are reused many times over.
+    padded = np.concatenate([sources, np.zeros((3, 7), "int32")])
+    padded[9:, 0] = end
+    cross, mask = encode_inputs(model, padded)
+    search = RefillGreedySearch(slots=2, max_length=8, bos_id=BOS, eos_id=end, lanes=1)
+    if compiled:
+        cross = [[_np(c) for c in pair] for pair in cross]
+        out = compile_search(model, search)(cross, _np(mask), np.int32(9), None)
+    else:
+        out = search(model, cross, mask, 9)
+    tokens = _np(out["tokens"])
+    np.testing.assert_array_equal(tokens[:9], expected_tokens)
+    assert not tokens[9:].any()  # Padding inputs are never decoded.
+    np.testing.assert_allclose(
+        _np(out["log_probs"])[:9], _np(expected["log_probs"]), atol=1e-5
+    )
+    np.testing.assert_allclose(_np(out["scores"])[:9], _np(expected["scores"]), atol=1e-4)
+    np.testing.assert_array_equal(_np(out["finished"])[:9], [len(e) > 0 for e in ends])
+
+
+def test_the_bulk_search_decodes_each_input_with_its_head_masks(varied_model):
+    model = varied_model
+    sources, end = _ending_inputs(model)
+    masks = {k: np.ones((2, 2), "float32") for k in ("encoder", "decoder", "cross")}
+    masks["cross"][0, 1] = 0.0
+    expected = greedy_search(
+        model, sources, 8, BOS, end, head_masks=masks, return_attention=False
+    )
+    cross, mask = encode_inputs(model, sources, head_masks=masks)
+    search = RefillGreedySearch(slots=4, max_length=8, bos_id=BOS, eos_id=end)
+    out = search(model, cross, mask, 9, head_masks=masks)
+    np.testing.assert_array_equal(_np(out["tokens"]), _np(expected["tokens"]))

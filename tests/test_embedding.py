@@ -92,6 +92,16 @@ def test_start_index_equals_slicing_a_longer_sequence(position_embedding, as_ten
     np.testing.assert_allclose(one_step, full[:, 3:4], atol=1e-5)
 
 
+@pytest.mark.parametrize("position_embedding", ["sinusoidal", "learned"])
+def test_a_start_index_per_row_places_each_row_at_its_own_position(position_embedding):
+    layer = make_layer(position_embedding=position_embedding)
+    full = to_numpy(layer(IDS))
+    starts = ops.convert_to_tensor([2, 5], "int32")  # (B,)
+    step = to_numpy(layer(np.array([[IDS[0, 2]], [IDS[1, 5]]]), start_index=starts))
+    np.testing.assert_allclose(step[0], full[0, 2:3], atol=1e-5)
+    np.testing.assert_allclose(step[1], full[1, 5:6], atol=1e-5)
+
+
 def test_compute_mask():
     np.testing.assert_array_equal(to_numpy(make_layer().compute_mask(IDS)), IDS != 0)
     assert make_layer(mask_zero=False).compute_mask(IDS) is None

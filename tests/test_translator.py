@@ -82,6 +82,21 @@ def test_batched_equals_one_by_one(translator):
         )
 
 
+def test_bulk_greedy_streams_texts_through_the_rows_and_equals_one_by_one(translator):
+    # More texts of one source length than a batch: they stream through
+    # `batch_size` rows (`RefillGreedySearch`); a longer one and an empty
+    # one ride along in an ordinary batch.
+    texts = [f"Tom has {n} cats." for n in range(7)] + ["", "a " * 20]
+    bulk = translator.translate(texts, batch_size=2)
+    assert ("refill", 2, 32) in translator._searches
+    for text, together in zip(texts, bulk):
+        alone = translator.translate(text)
+        assert together.target_tokens == alone.target_tokens
+        assert together.token_probs == pytest.approx(alone.token_probs, abs=1e-5)
+        assert together.score == pytest.approx(alone.score, abs=1e-4)
+        assert together.finished == alone.finished
+
+
 def test_empty_input_does_not_call_the_model(translator):
     translator._searches.clear()
     for text in ["", "   ", "\n\t"]:
