@@ -21,8 +21,15 @@ greedy search, test-set throughput, and single-sentence latency.
     `Translator` (it compiles every batch shape; on JAX with an empty
     persistent compilation cache), a first pass in a second new `Translator`
     (JAX: the compiled programs now come from that disk cache, as in a new
-    process), then warm passes without attention, with attention and with
-    `top_k=5` alternatives; then beam 4, warm.
+    process), then warm passes without attention (the bulk search: the
+    texts of each source length stream through the 64 rows,
+    `decoding.RefillGreedySearch`), with attention and with `top_k=5`
+    alternatives (batches of 64, each as long as its longest output); then
+    beam 4, warm. Each warm pass is also divided by its *limit*, the time
+    its matmul FLOPs need at the fp32 matmul rate measured in the same
+    process, and the *floor* rows divide that rate by the rate of the
+    decoder's own matmuls alone in a compiled loop of as many rows
+    (`benchmarks.roofline`): a search that did nothing but its matmuls.
 
 `--baseline DIR` runs every worker a second time with `keras_mha` imported
 from DIR, a checkout of another revision (`git worktree add DIR REV`), and
@@ -217,6 +224,16 @@ def limit(translator, greedy, beam, result):
         "greedy_gflop": round(greedy_flops / 1e9, 2),
         "beam_gflop": round(beam_flops / 1e9, 2),
     }
+    # The floor: the decoder's matmuls alone in a compiled loop, as many
+    # rows as the greedy batch and as the beam's hypotheses.
+    for name, rows in (
+        ("greedy", result["batch_size"]),
+        ("beam", result["batch_size"] * result["beam"]["beam_size"]),
+    ):
+        loop_rate = roofline.decoder_loop_rate(model, rows)
+        out[f"{name}_loop_rows"] = rows
+        out[f"{name}_loop_gflop_per_second"] = round(loop_rate / 1e9, 1)
+        out[f"{name}_floor_over_limit"] = round(rate / loop_rate, 2)
     for name, seconds, work in (
         ("greedy", result["warm"], greedy_flops),
         ("greedy_attention", result["warm_attention"], greedy_flops),
@@ -309,6 +326,18 @@ METRICS = (
         "limit: greedy, time / limit",
         "throughput.limit.greedy_over_limit",
         "<= 2 jax, <= 3 tf",
+        2,
+    ),
+    (
+        "floor: the decoder's matmuls alone in a loop, batch rows, time / limit",
+        "throughput.limit.greedy_floor_over_limit",
+        "",
+        2,
+    ),
+    (
+        "floor: the same, batch x beam rows, time / limit",
+        "throughput.limit.beam_floor_over_limit",
+        "",
         2,
     ),
     (

@@ -112,3 +112,57 @@ def matmul_rate(rows=4096, width=256, columns=1024, repeats=20):
         run()
         best = min(best, time.perf_counter() - start)
     return 2 * rows * width * columns / best
+
+
+def decoder_loop_rate(model, rows, steps=32, repeats=5):
+    """fp32 FLOP/s of `steps` decoder steps' matmuls for `rows` rows in one
+    compiled loop (`decoding.compile_search`), with weights of the model's
+    shapes (random, scaled so that values stay in range); the best of
+    `repeats` timed runs after one that compiles. See the module docstring."""
+    import keras
+    from keras import ops
+
+    from keras_mha.decoding import _argmax, compile_search
+
+    D, F = model.hidden_dim, model.intermediate_dim
+    V, N = model.target_vocabulary_size, model.num_decoder_layers
+    rng = np.random.default_rng(0)
+
+    def weights(*shape):
+        return (rng.standard_normal(shape) / np.sqrt(shape[0])).astype("float32")
+
+    layers = [
+        [
+            weights(D, 3 * D),
+            weights(D, D),
+            weights(D, D),
+            weights(D, D),
+            weights(D, F),
+            weights(F, D),
+        ]
+        for _ in range(N)
+    ]  # Per layer: q, k, v; W_O; cross q; cross W_O; feed-forward.
+    embeddings = weights(V, D)
+
+    def loop(_, layers, embeddings, x):
+        def body(_, x):  # (R, D)
+            for qkv, out, cross_q, cross_out, up, down in layers:
+                q = ops.matmul(x, qkv)[:, :D]  # (R, D)
+                x = x + ops.matmul(q, out)
+                x = x + ops.matmul(ops.matmul(x, cross_q), cross_out)
+                x = ops.tanh(x + ops.matmul(ops.relu(ops.matmul(x, up)), down))
+            logits = ops.matmul(x, ops.transpose(embeddings))  # (R, V)
+            return x + ops.take(embeddings, _argmax(logits), axis=0)
+
+        return ops.fori_loop(0, steps, body, x)
+
+    run = compile_search(model, loop)
+    x = rng.standard_normal((rows, D)).astype("float32")
+    keras.ops.convert_to_numpy(run(layers, embeddings, x))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        keras.ops.convert_to_numpy(run(layers, embeddings, x))
+        best = min(best, time.perf_counter() - start)
+    per_step = N * (2 * D * 3 * D + 3 * 2 * D * D + 2 * 2 * D * F) + 2 * D * V
+    return steps * rows * per_step / best

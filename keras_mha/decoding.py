@@ -651,7 +651,8 @@ class RefillGreedySearch:
     started (the keys carry their positions from the embedding, so their
     order in the cache does not matter). Every input is encoded first, in
     its own batch (`encode_inputs`); a row that takes an input copies its
-    cross-attention keys and values in (at most `lanes` rows per step, one scatter each).
+    cross-attention keys and values in (at most `lanes` rows per step, one
+    scatter each).
 
     The same tokens as `GreedySearch` with `max_length = T` on each input
     (to float rounding: rows sum their attention over different columns
@@ -767,7 +768,9 @@ class RefillGreedySearch:
                 pair.append(ops.scatter_update(c, lane_rows[:, None], chosen))
             cross.append(tuple(pair))
         encoder_mask = ops.where(
-            takes[:, None], ops.take(inputs_mask, new_input, axis=0), state["encoder_mask"]
+            takes[:, None],
+            ops.take(inputs_mask, new_input, axis=0),
+            state["encoder_mask"],
         )  # (R, S)
         return {
             **state,

@@ -159,7 +159,9 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
             positions = per_row + ops.arange(length, dtype="int32")[None]  # (B, T)
             if self.position_embedding == "learned":
                 return ops.take(self.position_embeddings, positions, axis=0)
-            flat = sinusoidal_positions(ops.reshape(positions, (-1,)), self.embedding_dim)
+            flat = sinusoidal_positions(
+                ops.reshape(positions, (-1,)), self.embedding_dim
+            )
             return ops.reshape(flat, (-1, length, self.embedding_dim))  # (B, T, D)
         positions = ops.arange(length) + start_index  # (T,)
         if self.position_embedding == "learned":

@@ -38,13 +38,16 @@ ATTENTION_KINDS = ("encoder", "decoder", "cross")
 # `max_length` and the loop stops as soon as every sequence has ended.
 _BATCH_BUCKETS = (1, 4, 16, 64)
 _LENGTH_BUCKETS = (16, 32, 64, 128, 256, 512)
-# Bulk greedy decoding (`RefillGreedySearch`) takes at most this many inputs
-# of one source length per compiled call; fewer are padded to a power of two
-# times the batch size, so that few programs serve every list.
+# Bulk greedy decoding (`RefillGreedySearch`) serves the texts of one source
+# length where they fill at least this many batches (fewer gain less than
+# compiling its programs costs); it takes at most `_REFILL_INPUTS` of them per
+# compiled call (fewer are padded to a power of two times the batch size, so
+# that few programs serve every list), and encodes each batch at its longest
+# source rounded up to a multiple of `_ENCODER_STEP` pieces (sorted by length,
+# a batch's sources are alike).
+_REFILL_BATCHES = 4
 _REFILL_INPUTS = 2048
-# ... and encodes each batch of them at its longest source rounded up to a
-# multiple of this many pieces (sorted by length, a batch's sources are alike).
-_ENCODER_STEP = 4
+_ENCODER_STEP = 8
 _CONTROL = re.compile(r"[\u0000-\u0008\u000b-\u001f\u007f-\u009f]")
 
 
@@ -631,9 +634,10 @@ class Translator:
         head_masks = self._head_masks(disabled_heads)
         options = (bool(return_attention), top_k, bool(return_beam) and beam_size > 1)
         limits = {}  # The most output pieces of each text's batch.
-        # Plain greedy decoding of more texts than a batch: the texts of each
-        # source length stream through `batch_size` rows, each row taking
-        # the next text as soon as its output ends (the same tokens).
+        # Plain greedy decoding of many texts: the texts of each source
+        # length, where they fill `_REFILL_BATCHES` batches or more, stream
+        # through `batch_size` rows, each row taking the next text as soon
+        # as its output ends (the same tokens); the others go in batches.
         bulk = (
             beam_size == 1
             and options == (False, 0, False)
@@ -641,7 +645,7 @@ class Translator:
         )
         batched = []
         for group in self._length_groups(order, encoded):
-            if not (bulk and len(group) > batch_size):
+            if not (bulk and len(group) >= _REFILL_BATCHES * batch_size):
                 batched.extend(group)
                 continue
             limit = cap
@@ -663,7 +667,10 @@ class Translator:
                     max(len(prefix_ids) for _, _, prefix_ids in batch),
                 )
             search = self._search(beam_size, limit, length_penalty, options)
-            out = self._run_search(search, batch, head_masks, limit, beam_size)
+            # A last, partial batch of many takes the full batches' shape:
+            # padding rows cost less than compiling a program for it.
+            rows = batch_size if len(batched) > batch_size else 1
+            out = self._run_search(search, batch, head_masks, limit, beam_size, rows)
             for row, i in enumerate(chunk):
                 results[i] = self._translation(out, row, batch[row], n_best)
                 limits[i] = limit
@@ -733,9 +740,13 @@ class Translator:
                 # `_ENCODER_STEP` pieces, not on the group's padded length.
                 longest = max(len(ids) for ids in batch)
                 width = min(-(-longest // _ENCODER_STEP) * _ENCODER_STEP, padded)
-                (source,), _ = self._pad_batch([(batch, width)])
+                # Every batch `slots` rows: one encoder program per width.
+                source = np.zeros((slots, width), "int32")
+                source[len(batch) :, 0] = self.eos_id  # Padding rows.
+                for row, ids in enumerate(batch):
+                    source[row, : len(ids)] = ids
                 cross, mask = encoder(source, head_masks)
-                rows = len(batch)  # Without the batch's padding rows.
+                rows = len(batch)  # Without the padding rows.
                 crosses.append(
                     [
                         [_pad_columns(np.asarray(c)[:rows], padded) for c in pair]
@@ -825,7 +836,7 @@ class Translator:
         longest = max(source_pieces, prefix_pieces + 1)
         return min(2 * self.padded_length(longest), self.model.max_length)
 
-    def _pad_batch(self, columns):
+    def _pad_batch(self, columns, min_rows=1):
         """Pads one batch for a compiled program: the one place that chooses
         its shapes, so that few programs are compiled.
 
@@ -834,6 +845,7 @@ class Translator:
                 (one per input), `width` the padded length (`None`: the
                 longest row, bucketed and capped at the model's
                 `max_length`).
+            min_rows: int, pad to at least this many rows (then bucketed).
 
         Returns:
             `(arrays, padding)`: one `(B, width)` int32 array per column, B
@@ -842,7 +854,7 @@ class Translator:
             position, so that no attention row is all masked.
         """
         count = len(columns[0][0])
-        padded_batch = _bucket(count, _BATCH_BUCKETS)
+        padded_batch = _bucket(max(count, min_rows), _BATCH_BUCKETS)
         arrays = []
         for rows, width in columns:
             if width is None:
@@ -855,14 +867,16 @@ class Translator:
             arrays.append(array)
         return arrays, np.arange(padded_batch) >= count
 
-    def _run_search(self, search, batch, head_masks, max_length, beam_size=1):
-        """Pads one batch of `(ids, truncated, prefix_ids)` and runs `search`
-        (with `beam_size` hypotheses per input where its slots are more)."""
+    def _run_search(self, search, batch, head_masks, max_length, beam_size=1, rows=1):
+        """Pads one batch of `(ids, truncated, prefix_ids)` to at least
+        `rows` rows and runs `search` (with `beam_size` hypotheses per input
+        where its slots are more)."""
         (source, prefix), padding = self._pad_batch(
             [
                 ([ids for ids, _, _ in batch], None),
                 ([prefix_ids for _, _, prefix_ids in batch], max_length),
-            ]
+            ],
+            min_rows=rows,
         )
         prefix_lengths = np.zeros((len(padding),), "int32")
         prefix_lengths[: len(batch)] = [len(p) for _, _, p in batch]

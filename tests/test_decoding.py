@@ -520,7 +520,9 @@ def _ending_inputs(model):
     sources = rng.integers(4, 40, (9, 7)).astype("int32")
     sources[2, 3:] = 0
     sources[6, 5:] = 0
-    free = _np(greedy_search(model, sources, 8, BOS, -1, return_attention=False)["tokens"])
+    free = _np(
+        greedy_search(model, sources, 8, BOS, -1, return_attention=False)["tokens"]
+    )
 
     def first_steps(piece):
         return {int(np.argmax(row == piece)) for row in free if (row == piece).any()}
@@ -556,7 +558,9 @@ def test_the_bulk_search_gives_each_input_its_greedy_output(varied_model, compil
     np.testing.assert_allclose(
         _np(out["log_probs"])[:9], _np(expected["log_probs"]), atol=1e-5
     )
-    np.testing.assert_allclose(_np(out["scores"])[:9], _np(expected["scores"]), atol=1e-4)
+    np.testing.assert_allclose(
+        _np(out["scores"])[:9], _np(expected["scores"]), atol=1e-4
+    )
     np.testing.assert_array_equal(_np(out["finished"])[:9], [len(e) > 0 for e in ends])
 
 

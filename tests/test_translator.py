@@ -86,7 +86,7 @@ def test_bulk_greedy_streams_texts_through_the_rows_and_equals_one_by_one(transl
     # More texts of one source length than a batch: they stream through
     # `batch_size` rows (`RefillGreedySearch`); a longer one and an empty
     # one ride along in an ordinary batch.
-    texts = [f"Tom has {n} cats." for n in range(7)] + ["", "a " * 20]
+    texts = [f"Tom has {n} cats." for n in range(9)] + ["", "a " * 20]
     bulk = translator.translate(texts, batch_size=2)
     assert ("refill", 2, 32) in translator._searches
     for text, together in zip(texts, bulk):
@@ -95,6 +95,16 @@ def test_bulk_greedy_streams_texts_through_the_rows_and_equals_one_by_one(transl
         assert together.token_probs == pytest.approx(alone.token_probs, abs=1e-5)
         assert together.score == pytest.approx(alone.score, abs=1e-4)
         assert together.finished == alone.finished
+
+
+def test_a_last_partial_batch_of_many_takes_the_full_batches_shape():
+    fresh = Translator.load(TINY)
+    # Batches of 4 texts and one of 1: one compiled program, not two.
+    texts = SENTENCES + ["Good night."]
+    together = fresh.translate(texts, batch_size=4)
+    assert fresh.compiled_programs == 1
+    for text, one in zip(texts, together):
+        assert one.target_tokens == fresh.translate(text).target_tokens
 
 
 def test_empty_input_does_not_call_the_model(translator):
