@@ -91,20 +91,27 @@ SECTIONS = {
         "batch 64), greedy: the first pass of a new `Translator` (it "
         "compiles every shape), the first pass of a second one (on JAX the "
         "programs then come from the persistent compilation cache), warm "
-        "passes without attention, with attention and with `top_k=5`; beam 4 "
+        "passes without attention (the bulk search: the texts stream through "
+        "the 64 rows, a row taking the next text when its output ends), with "
+        "attention and with `top_k=5` (batches of 64); beam 4 "
         "on 256 sources; (c) one sentence of about ten words with attention "
         "capture, as the app asks for it. The *limit* rows divide each warm "
         "pass's time by the time its matrix multiplies alone would take: the "
         "model's matmul FLOPs for the pieces actually read and written "
         "(`benchmarks/roofline.py`) at the fp32 matmul rate of 256-wide "
         "operands measured in the same process; 1.0 would be a decoder that "
-        "does nothing but its matmuls at that rate. The *baseline* columns "
+        "does nothing but its matmuls at that rate. The *floor* rows divide "
+        "that rate by the rate of the decoder's own per-step matmuls alone in "
+        "a compiled loop of as many rows (64, and 256 for beam 4): the time / "
+        "limit of a search that did nothing but those matmuls, below which no "
+        "search of this backend goes. The *baseline* columns "
         "run the same measurements on the library of an earlier revision "
         "(`git worktree add baseline REV`, `--baseline baseline`); the ratio "
         "rows compare the two, measured back to back in one run. "
-        "The run shared the CPU with other processes (load average above), "
-        "so the absolute seconds are pessimistic; the ratios are the "
-        "comparison to read.",
+        "The run shared the CPU with a training run (load average above), "
+        "so the absolute seconds are pessimistic and the matmul rate varied "
+        "from one worker to the next; the ratios measured within one worker "
+        "are the comparison to read.",
     ),
     "bench_faithfulness": (
         "Faithfulness: deleting the word an explanation ranks first",
