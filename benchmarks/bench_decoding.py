@@ -21,10 +21,10 @@ greedy search, test-set throughput, and single-sentence latency.
     `Translator` (it compiles every batch shape; on JAX with an empty
     persistent compilation cache), a first pass in a second new `Translator`
     (JAX: the compiled programs now come from that disk cache, as in a new
-    process), then warm passes without attention (the bulk search: the
-    texts of each source length stream through the 64 rows,
-    `decoding.RefillGreedySearch`), with attention and with `top_k=5`
-    alternatives (batches of 64, each as long as its longest output); then
+    process), then warm passes without attention and with `top_k=5`
+    alternatives (the bulk search: the texts of each source length stream
+    through the 64 rows, `decoding.RefillGreedySearch`) and with attention
+    (batches of 64, each as long as its longest output); then
     beam 4, warm. Each warm pass is also divided by its *limit*, the time
     its matmul FLOPs need at the fp32 matmul rate measured in the same
     process, and the *floor* rows divide that rate by the rate of the

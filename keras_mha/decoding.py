@@ -656,7 +656,8 @@ class RefillGreedySearch:
 
     The same tokens as `GreedySearch` with `max_length = T` on each input
     (to float rounding: rows sum their attention over different columns
-    and batch mates). No prefix, no records: this is the bulk search.
+    and batch mates). No prefix and no attention records: this is the
+    bulk search.
 
     Args:
         slots: int, R rows decoded at every step.
@@ -665,6 +666,7 @@ class RefillGreedySearch:
         bos_id, eos_id: ints.
         lanes: int, the most rows that take a new input at one step
             (default `R // 4`; the first fill takes R at once).
+        top_k: int, alternatives recorded per step (0: none).
 
     Call arguments:
         model: a `keras_mha.Transformer`.
@@ -679,12 +681,20 @@ class RefillGreedySearch:
     Returns:
         A dict: `"tokens"` `(M, T)` output ids (0 after the end piece),
         `"log_probs"` `(M, T)`, `"scores"` `(M,)` log P, `"finished"`
-        `(M,)` bool (ended with the end piece), `"steps"` the steps run.
+        `(M,)` bool (ended with the end piece), `"steps"` the steps run;
+        with `top_k`, `"alternative_ids"` and `"alternative_log_probs"`
+        `(M, T, k)`, as `GreedySearch`'s.
+
+    The loop state (`REFILL_LAYOUT` declares it): per row `"input"`,
+    `"start"`, `"last"`, `"active"`, the ring `"cache"` and the row's
+    `"cross"` keys and values and `"encoder_mask"`; per input (M rows, then
+    a sink row per row, where an empty row writes) the outputs.
     """
 
-    def __init__(self, slots, max_length, bos_id, eos_id, lanes=None):
+    def __init__(self, slots, max_length, bos_id, eos_id, lanes=None, top_k=0):
         check_integer("slots", slots, minimum=1)
         check_integer("max_length", max_length, minimum=1)
+        check_integer("top_k", top_k, minimum=0)
         lanes = max(1, slots // 4) if lanes is None else lanes
         check_integer("lanes", lanes, minimum=1)
         self.slots = slots
@@ -692,6 +702,7 @@ class RefillGreedySearch:
         self.bos_id = bos_id
         self.eos_id = eos_id
         self.lanes = min(lanes, slots)
+        self.top_k = top_k
 
     def __call__(self, model, inputs_cross, inputs_mask, count, head_masks=None):
         R, T = self.slots, self.max_length
@@ -720,6 +731,10 @@ class RefillGreedySearch:
             "tokens": ops.zeros((M + R, T), "int32"),  # + a sink row per row
             "log_probs": ops.zeros((M + R, T), "float32"),
         }
+        if self.top_k:
+            k = self.top_k
+            state["alternative_ids"] = ops.zeros((M + R, T, k), "int32")
+            state["alternative_log_probs"] = ops.zeros((M + R, T, k), "float32")
         state = self._refill(state, inputs_cross, inputs_mask, count, lanes=R)
 
         def cond(state):
@@ -734,13 +749,17 @@ class RefillGreedySearch:
         state = ops.while_loop(cond, body, state)
         tokens = state["tokens"][:M]
         log_probs = state["log_probs"][:M]
-        return {
+        result = {
             "tokens": tokens,  # (M, T)
             "log_probs": log_probs,  # (M, T)
             "scores": ops.sum(log_probs, axis=-1),  # (M,)
             "finished": ops.any(ops.equal(tokens, self.eos_id), axis=-1),
             "steps": state["index"],
         }
+        if self.top_k:
+            for key in ("alternative_ids", "alternative_log_probs"):
+                result[key] = state[key][:M]  # (M, T, k)
+        return result
 
     def _refill(self, state, inputs_cross, inputs_mask, count, lanes):
         """Gives the next waiting inputs to the first `lanes` free rows."""
@@ -812,7 +831,7 @@ class RefillGreedySearch:
         out_row = ops.where(active, state["input"], M + rows)
         where = ops.stack([out_row, position], axis=-1)  # (R, 2)
         ended = ops.logical_or(ops.equal(token, self.eos_id), position + 1 >= T)
-        return {
+        new_state = {
             **state,
             "index": index + 1,
             "last": token,
@@ -821,6 +840,33 @@ class RefillGreedySearch:
             "tokens": ops.scatter_update(state["tokens"], where, token),
             "log_probs": ops.scatter_update(state["log_probs"], where, token_log_prob),
         }
+        if self.top_k:
+            top_log_probs, top_ids = ops.top_k(log_probs, self.top_k)  # (R, k)
+            for key, value in (
+                ("alternative_ids", ops.cast(top_ids, "int32")),
+                ("alternative_log_probs", top_log_probs),
+            ):
+                new_state[key] = ops.scatter_update(state[key], where, value)
+        return new_state
+
+
+# The declared layout of `RefillGreedySearch`'s loop state: R rows, M inputs
+# (+ R sink rows where empty rows write), T the ring's columns.
+REFILL_LAYOUT = {
+    "index": "()",  # the step; it writes ring column index % T
+    "next": "()",  # the next input to start
+    "input": "(R,)",  # the input each row decodes (M + r while empty)
+    "start": "(R,)",  # the step its input started: position = index - start
+    "last": "(R,)",  # its last piece
+    "active": "(R,)",  # decoding an input
+    "cache": "N x 2 x (R, H, T, K_d)",  # the ring
+    "cross": "N x 2 x (R, H, S, K_d)",  # its input's encoder keys, values
+    "encoder_mask": "(R, S)",
+    "tokens": "(M + R, T)",
+    "log_probs": "(M + R, T)",
+    "alternative_ids": "(M + R, T, k)",
+    "alternative_log_probs": "(M + R, T, k)",
+}
 
 
 def encode_inputs(model, encoder_inputs, head_masks=None):

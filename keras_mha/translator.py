@@ -640,7 +640,7 @@ class Translator:
         # as its output ends (the same tokens); the others go in batches.
         bulk = (
             beam_size == 1
-            and options == (False, 0, False)
+            and not return_attention
             and not any(prefixes[i] for i in order)
         )
         batched = []
@@ -653,7 +653,7 @@ class Translator:
                 limit = self.output_length(len(encoded[group[-1]][0]))
             items = [(encoded[i][0], encoded[i][1], prefixes[i]) for i in group]
             for i, translation in zip(
-                group, self._refill(items, head_masks, limit, batch_size)
+                group, self._refill(items, head_masks, limit, batch_size, top_k)
             ):
                 results[i] = translation
                 limits[i] = limit
@@ -714,7 +714,7 @@ class Translator:
                 groups.append((length, [i]))
         return [group for _, group in groups]
 
-    def _refill(self, items, head_masks, limit, slots):
+    def _refill(self, items, head_masks, limit, slots, top_k=0):
         """Greedy translations of `items` (`(ids, truncated, prefix_ids)` of
         one padded source length) through `slots` rows
         (`RefillGreedySearch`): encoded batch by batch, then decoded in one
@@ -723,9 +723,11 @@ class Translator:
         if key not in self._searches:
             self._searches[key] = self._compiled(key, encode_inputs)
         encoder = self._searches[key]
-        key = ("refill", slots, limit)
+        key = ("refill", slots, limit, top_k)
         if key not in self._searches:
-            search = RefillGreedySearch(slots, limit, self.bos_id, self.eos_id)
+            search = RefillGreedySearch(
+                slots, limit, self.bos_id, self.eos_id, top_k=top_k
+            )
             self._searches[key] = self._compiled(key, search)
         search = self._searches[key]
         padded = self.padded_length(max(len(ids) for ids, _, _ in items))

@@ -564,6 +564,36 @@ def test_the_bulk_search_gives_each_input_its_greedy_output(varied_model, compil
     np.testing.assert_array_equal(_np(out["finished"])[:9], [len(e) > 0 for e in ends])
 
 
+def _lengths_until(tokens, end):
+    """Output length of each row, `end` included."""
+    return [
+        int(np.flatnonzero(row == end)[0]) + 1 if (row == end).any() else len(row)
+        for row in tokens
+    ]
+
+
+def test_the_bulk_search_records_each_steps_alternatives(varied_model):
+    model = varied_model
+    sources, end = _ending_inputs(model)
+    expected = greedy_search(
+        model, sources, 8, BOS, end, return_attention=False, top_k=3
+    )
+    cross, mask = encode_inputs(model, sources)
+    search = RefillGreedySearch(slots=3, max_length=8, bos_id=BOS, eos_id=end, top_k=3)
+    out = search(model, cross, mask, 9)
+    lengths = _lengths_until(_np(expected["tokens"]), end)
+    for row, length in enumerate(lengths):
+        np.testing.assert_array_equal(
+            _np(out["alternative_ids"])[row, :length],
+            _np(expected["alternative_ids"])[row, :length],
+        )
+        np.testing.assert_allclose(
+            _np(out["alternative_log_probs"])[row, :length],
+            _np(expected["alternative_log_probs"])[row, :length],
+            atol=1e-5,
+        )
+
+
 def test_the_bulk_search_decodes_each_input_with_its_head_masks(varied_model):
     model = varied_model
     sources, end = _ending_inputs(model)

@@ -87,14 +87,19 @@ def test_bulk_greedy_streams_texts_through_the_rows_and_equals_one_by_one(transl
     # `batch_size` rows (`RefillGreedySearch`); a longer one and an empty
     # one ride along in an ordinary batch.
     texts = [f"Tom has {n} cats." for n in range(9)] + ["", "a " * 20]
-    bulk = translator.translate(texts, batch_size=2)
-    assert ("refill", 2, 32) in translator._searches
+    bulk = translator.translate(texts, batch_size=2, top_k=3)
+    assert ("refill", 2, 32, 3) in translator._searches
     for text, together in zip(texts, bulk):
-        alone = translator.translate(text)
+        alone = translator.translate(text, top_k=3)
         assert together.target_tokens == alone.target_tokens
         assert together.token_probs == pytest.approx(alone.token_probs, abs=1e-5)
         assert together.score == pytest.approx(alone.score, abs=1e-4)
         assert together.finished == alone.finished
+        for mine, theirs in zip(together.alternatives, alone.alternatives):
+            assert [p for p, _ in mine] == [p for p, _ in theirs]
+            assert [q for _, q in mine] == pytest.approx(
+                [q for _, q in theirs], abs=1e-5
+            )
 
 
 def test_a_last_partial_batch_of_many_takes_the_full_batches_shape():
