@@ -850,6 +850,296 @@ class RefillGreedySearch:
         return new_state
 
 
+class RefillBeamSearch:
+    """Beam search of many inputs through a fixed set of G inputs at a time
+    (R = G * K rows): an input whose search is done hands its K rows to the
+    next waiting input at the next step, as `RefillGreedySearch` does for
+    rows. An input is done when no live hypothesis can still outscore its
+    best finished one (`BeamSearch`'s exact bound) or at `max_length`; its
+    best hypothesis is then written out.
+
+    The same best hypothesis as `BeamSearch` with `max_length = T` on each
+    input (to float rounding). No prefix, no records, one hypothesis per
+    input: the bulk search.
+
+    Args:
+        slots: int, G inputs decoded together.
+        beam_size: int, K.
+        length_penalty: float, GNMT alpha.
+        max_length, bos_id, eos_id, lanes: as `RefillGreedySearch` (lanes
+            count inputs: at most `lanes` inputs start at one step).
+
+    Call arguments: as `RefillGreedySearch`.
+
+    Returns:
+        A dict: `"tokens"` `(M, T)` the best hypothesis' ids (0 after the
+        end piece), `"log_probs"` `(M, T)`, `"scores"` `(M,)` normalized by
+        the length penalty, `"finished"` `(M,)` bool, `"steps"`.
+    """
+
+    def __init__(
+        self,
+        slots,
+        beam_size,
+        max_length,
+        bos_id,
+        eos_id,
+        length_penalty=0.6,
+        lanes=None,
+    ):
+        check_integer("slots", slots, minimum=1)
+        check_integer("beam_size", beam_size, minimum=1)
+        check_integer("max_length", max_length, minimum=1)
+        check_number("length_penalty", length_penalty)
+        lanes = max(1, slots // 4) if lanes is None else lanes
+        check_integer("lanes", lanes, minimum=1)
+        self.slots = slots
+        self.beam_size = beam_size
+        self.max_length = max_length
+        self.bos_id = bos_id
+        self.eos_id = eos_id
+        self.length_penalty = float(length_penalty)
+        self.lanes = min(lanes, slots)
+
+    def normalize(self, scores, lengths):
+        return scores / _length_penalty(ops.maximum(lengths, 1), self.length_penalty)
+
+    def __call__(self, model, inputs_cross, inputs_mask, count, head_masks=None):
+        G, K, T = self.slots, self.beam_size, self.max_length
+        R = G * K
+        inputs_mask = ops.cast(inputs_mask, "bool")  # (M, S)
+        M = ops.shape(inputs_mask)[0]
+        count = ops.cast(count, "int32")
+        ring = (R, model.num_heads, T, model.hidden_dim // model.num_heads)
+        groups = ops.arange(G, dtype="int32")
+        state = {
+            "index": ops.convert_to_tensor(0, "int32"),
+            "next": ops.convert_to_tensor(0, "int32"),
+            # Per input in flight (G,): as `RefillGreedySearch`'s rows.
+            "input": M + groups,
+            "start": ops.zeros((G,), "int32"),
+            "active": ops.zeros((G,), "bool"),
+            # Per hypothesis (R,), K consecutive rows per input.
+            "last": ops.full((R,), self.bos_id, "int32"),
+            "scores": ops.zeros((R,), "float32"),  # raw log P
+            "finished": ops.zeros((R,), "bool"),
+            "lengths": ops.zeros((R,), "int32"),
+            "live": ops.zeros((R,), "bool"),
+            "history": ops.zeros((R, T), "int32"),  # its pieces so far
+            "history_log_probs": ops.zeros((R, T), "float32"),
+            "cache": [
+                (
+                    ops.zeros(ring, model.compute_dtype),
+                    ops.zeros(ring, model.compute_dtype),
+                )
+                for _ in range(model.num_decoder_layers)
+            ],  # N x 2 x (R, H, T, K_d), a ring
+            "cross": [
+                tuple(ops.zeros((R,) + tuple(ops.shape(c)[1:]), c.dtype) for c in layer)
+                for layer in inputs_cross
+            ],  # N x 2 x (R, H, S, K_d)
+            "encoder_mask": ops.ones((R, ops.shape(inputs_mask)[1]), "bool"),
+            # The best hypothesis of each input (+ a sink row per input slot).
+            "tokens": ops.zeros((M + G, T), "int32"),
+            "log_probs": ops.zeros((M + G, T), "float32"),
+            "best_scores": ops.zeros((M + G,), "float32"),
+            "best_finished": ops.zeros((M + G,), "bool"),
+        }
+        state = self._refill(state, inputs_cross, inputs_mask, count, lanes=G)
+
+        def cond(state):
+            return ops.logical_or(
+                ops.less(state["next"], count), ops.any(state["active"])
+            )
+
+        def body(state):
+            state = self._step(model, state, head_masks)
+            return self._refill(state, inputs_cross, inputs_mask, count, self.lanes)
+
+        state = ops.while_loop(cond, body, state)
+        return {
+            "tokens": state["tokens"][:M],  # (M, T)
+            "log_probs": state["log_probs"][:M],  # (M, T)
+            "scores": state["best_scores"][:M],  # (M,)
+            "finished": state["best_finished"][:M],  # (M,)
+            "steps": state["index"],
+        }
+
+    def _refill(self, state, inputs_cross, inputs_mask, count, lanes):
+        """Gives the next waiting inputs to the first `lanes` free slots;
+        their K rows start from the empty output (the first beam live)."""
+        G, K = self.slots, self.beam_size
+        M = ops.shape(inputs_mask)[0]
+        groups = ops.arange(G, dtype="int32")
+        free = ops.logical_not(state["active"])  # (G,)
+        rank = ops.cumsum(ops.cast(free, "int32")) - 1  # (G,)
+        waiting = count - state["next"]
+        takes = free & (rank < lanes) & (rank < waiting)  # (G,)
+        new_input = ops.minimum(state["next"] + rank, M - 1)  # (G,)
+        lane_groups = ops.cast(
+            ops.argsort(ops.where(free, rank, G + groups))[:lanes], "int32"
+        )  # (F,)
+        lane_takes = ops.repeat(ops.take(takes, lane_groups), K)  # (F * K,)
+        lane_inputs = ops.repeat(ops.take(new_input, lane_groups), K)
+        lane_rows = ops.reshape(
+            lane_groups[:, None] * K + ops.arange(K, dtype="int32")[None], (-1,)
+        )  # (F * K,)
+        cross = []
+        for layer, layer_inputs in zip(state["cross"], inputs_cross):
+            pair = []
+            for c, every in zip(layer, layer_inputs):  # (R, H, S, K), (M, H, S, K)
+                fresh = ops.take(every, lane_inputs, axis=0)  # (F * K, H, S, K)
+                kept = ops.take(c, lane_rows, axis=0)
+                chosen = ops.where(lane_takes[:, None, None, None], fresh, kept)
+                pair.append(ops.scatter_update(c, lane_rows[:, None], chosen))
+            cross.append(tuple(pair))
+        row_takes = ops.repeat(takes, K)  # (R,)
+        first = ops.tile(ops.arange(K) == 0, (G,))  # (R,) the first beam
+        row_inputs = ops.repeat(new_input, K)  # (R,)
+        return {
+            **state,
+            "next": state["next"] + ops.sum(ops.cast(takes, "int32")),
+            "input": ops.where(takes, new_input, state["input"]),
+            "start": ops.where(takes, state["index"], state["start"]),
+            "active": state["active"] | takes,
+            "last": ops.where(row_takes, self.bos_id, state["last"]),
+            "scores": ops.where(
+                row_takes, ops.where(first, 0.0, NEG_INF), state["scores"]
+            ),
+            "finished": ops.where(row_takes, False, state["finished"]),
+            "lengths": ops.where(row_takes, 0, state["lengths"]),
+            "live": ops.where(row_takes, first, state["live"]),
+            "history": ops.where(row_takes[:, None], 0, state["history"]),
+            "history_log_probs": ops.where(
+                row_takes[:, None], 0.0, state["history_log_probs"]
+            ),
+            "cross": cross,
+            "encoder_mask": ops.where(
+                row_takes[:, None],
+                ops.take(inputs_mask, row_inputs, axis=0),
+                state["encoder_mask"],
+            ),  # (R, S)
+        }
+
+    def _step(self, model, state, head_masks):
+        """One decoder step of every row, the choice of each input's K best
+        continuations, and the best hypothesis of every input now done."""
+        G, K, T = self.slots, self.beam_size, self.max_length
+        M = ops.shape(state["tokens"])[0] - G
+        index = state["index"]
+        position = ops.clip(index - state["start"], 0, T - 1)  # (G,)
+        row_position = ops.repeat(position, K)  # (R,)
+        age = (index - ops.arange(T, dtype="int32") + T) % T  # (T,)
+        visible = age[None, :] <= row_position[:, None]  # (R, T)
+        logits, cache = model.decode_step(
+            state["last"][:, None],
+            index % T,
+            state["cache"],
+            state["cross"],
+            state["encoder_mask"],
+            head_masks=head_masks,
+            positions=row_position,
+            self_attention_key_mask=visible,
+        )
+        log_probs = ops.log_softmax(ops.cast(logits[:, 0], "float32"), axis=-1)
+        V = ops.shape(log_probs)[-1]
+        ids = ops.arange(V)[None]  # (1, V)
+        # A finished hypothesis may only continue with padding, at no cost.
+        only_padding = ops.where(ids == 0, 0.0, NEG_INF)  # (1, V)
+        step = ops.where(state["finished"][:, None], only_padding, log_probs)
+        candidates = state["scores"][:, None] + step  # (R, V)
+        new_lengths = ops.where(state["finished"], state["lengths"], row_position + 1)
+        normalized = (
+            candidates / _length_penalty(new_lengths, self.length_penalty)[:, None]
+        )
+        _, best = ops.top_k(ops.reshape(normalized, (G, K * V)), K)  # (G, K)
+        parent = ops.reshape(ops.arange(G)[:, None] * K + best // V, (-1,))  # (R,)
+        parent = ops.cast(parent, "int32")
+        token = ops.reshape(ops.cast(best % V, "int32"), (-1,))  # (R,)
+        scores = ops.reshape(
+            ops.take_along_axis(ops.reshape(candidates, (G, K * V)), best, axis=-1),
+            (-1,),
+        )
+        token_log_prob = ops.reshape(
+            ops.take_along_axis(ops.reshape(step, (G, K * V)), best, axis=-1), (-1,)
+        )
+        was_finished = ops.take(state["finished"], parent)
+        live = ops.logical_and(
+            ops.take(state["live"], parent),
+            ops.logical_or(ops.logical_not(was_finished), token == 0),
+        )
+        token = ops.where(was_finished, 0, token)
+        token_log_prob = ops.where(was_finished, 0.0, token_log_prob)
+        at = ops.arange(T, dtype="int32")[None] == row_position[:, None]  # (R, T)
+        history = ops.where(at, token[:, None], ops.take(state["history"], parent, 0))
+        history_log_probs = ops.where(
+            at,
+            token_log_prob[:, None],
+            ops.take(state["history_log_probs"], parent, axis=0),
+        )
+        finished = ops.logical_or(was_finished, ops.equal(token, self.eos_id))
+        lengths = ops.where(
+            was_finished, ops.take(state["lengths"], parent), row_position + 1
+        )
+        cache = [tuple(ops.take(c, parent, axis=0) for c in layer) for layer in cache]
+
+        # Done: no live hypothesis can still beat the best finished one (the
+        # bound of `BeamSearch.done`, per input), or the output limit.
+        final = ops.reshape(self.normalize(scores, lengths), (G, K))
+        ended = ops.reshape(finished, (G, K))
+        best_finished = ops.max(ops.where(ended, final, 2 * NEG_INF), axis=-1)
+        if self.length_penalty >= 0:
+            longest = T
+        else:
+            longest = ops.minimum(position + 2, T)[:, None]
+        bound = ops.reshape(scores, (G, K)) / _length_penalty(
+            longest, self.length_penalty
+        )
+        best_live = ops.max(ops.where(ended, 2 * NEG_INF, bound), axis=-1)
+        done = ops.logical_or(
+            ops.greater_equal(best_finished, best_live), position + 1 >= T
+        )
+        done = ops.logical_and(done, state["active"])  # (G,)
+        # Each input's best, ranked as `BeamSearch.finalize` ranks: finished
+        # (and live) first, then live, then never live; by score within.
+        finished_live = ops.logical_and(ended, ops.reshape(live, (G, K)))
+        by_score = ops.argsort(-final, axis=-1)  # (G, K)
+        rank = ops.cast(ops.argsort(by_score, axis=-1), "int32")
+        key = (
+            rank
+            + K * ops.cast(ops.logical_not(finished_live), "int32")
+            + K * ops.cast(ops.logical_not(ops.reshape(live, (G, K))), "int32")
+        )
+        best_row = ops.arange(G, dtype="int32") * K + ops.cast(
+            ops.argmin(key, axis=-1), "int32"
+        )
+        out_row = ops.where(done, state["input"], M + ops.arange(G, dtype="int32"))
+        written = {}
+        for key_name, value in (
+            ("tokens", ops.take(history, best_row, axis=0)),
+            ("log_probs", ops.take(history_log_probs, best_row, axis=0)),
+            ("best_scores", ops.take(ops.reshape(final, (-1,)), best_row)),
+            ("best_finished", ops.take(ops.reshape(finished_live, (-1,)), best_row)),
+        ):
+            written[key_name] = ops.scatter_update(
+                state[key_name], out_row[:, None], value
+            )
+        return {
+            **state,
+            **written,
+            "index": index + 1,
+            "active": ops.logical_and(state["active"], ops.logical_not(done)),
+            "last": token,
+            "scores": scores,
+            "finished": finished,
+            "lengths": lengths,
+            "live": live,
+            "history": history,
+            "history_log_probs": history_log_probs,
+            "cache": cache,
+        }
+
+
 # The declared layout of `RefillGreedySearch`'s loop state: R rows, M inputs
 # (+ R sink rows where empty rows write), T the ring's columns.
 REFILL_LAYOUT = {

@@ -23,6 +23,7 @@ import sentencepiece
 from keras_mha.decoding import (
     BeamSearch,
     GreedySearch,
+    RefillBeamSearch,
     RefillGreedySearch,
     check_integer,
     compile_search,
@@ -38,14 +39,14 @@ ATTENTION_KINDS = ("encoder", "decoder", "cross")
 # `max_length` and the loop stops as soon as every sequence has ended.
 _BATCH_BUCKETS = (1, 4, 16, 64)
 _LENGTH_BUCKETS = (16, 32, 64, 128, 256, 512)
-# Bulk greedy decoding (`RefillGreedySearch`) serves the texts of one source
-# length where they fill at least this many batches (fewer gain less than
-# compiling its programs costs); it takes at most `_REFILL_INPUTS` of them per
+# Bulk decoding (`RefillGreedySearch`, `RefillBeamSearch`) serves the texts
+# of one source length where they fill at least this many batches (fewer gain
+# less than compiling its programs costs); it takes at most `_REFILL_INPUTS` of them per
 # compiled call (fewer are padded to a power of two times the batch size, so
 # that few programs serve every list), and encodes each batch at its longest
 # source rounded up to a multiple of `_ENCODER_STEP` pieces (sorted by length,
 # a batch's sources are alike).
-_REFILL_BATCHES = 4
+_REFILL_BATCHES = 2
 _REFILL_INPUTS = 2048
 _ENCODER_STEP = 8
 _CONTROL = re.compile(r"[\u0000-\u0008\u000b-\u001f\u007f-\u009f]")
@@ -634,15 +635,14 @@ class Translator:
         head_masks = self._head_masks(disabled_heads)
         options = (bool(return_attention), top_k, bool(return_beam) and beam_size > 1)
         limits = {}  # The most output pieces of each text's batch.
-        # Plain greedy decoding of many texts: the texts of each source
-        # length, where they fill `_REFILL_BATCHES` batches or more, stream
-        # through `batch_size` rows, each row taking the next text as soon
-        # as its output ends (the same tokens); the others go in batches.
-        bulk = (
-            beam_size == 1
-            and not return_attention
-            and not any(prefixes[i] for i in order)
-        )
+        # Decoding many texts without attention records or prefixes: the
+        # texts of each source length, where they fill `_REFILL_BATCHES`
+        # batches or more, stream through `batch_size` rows (inputs, for
+        # beam search), each taking the next text as soon as its search is
+        # done (the same outputs); the others go in batches.
+        bulk = not return_attention and not any(prefixes[i] for i in order)
+        if beam_size > 1:  # One hypothesis each, no records.
+            bulk = bulk and n_best == 1 and not return_beam and not top_k
         batched = []
         for group in self._length_groups(order, encoded):
             if not (bulk and len(group) >= _REFILL_BATCHES * batch_size):
@@ -652,9 +652,10 @@ class Translator:
             if max_length is None:
                 limit = self.output_length(len(encoded[group[-1]][0]))
             items = [(encoded[i][0], encoded[i][1], prefixes[i]) for i in group]
-            for i, translation in zip(
-                group, self._refill(items, head_masks, limit, batch_size, top_k)
-            ):
+            translations = self._refill(
+                items, head_masks, limit, batch_size, top_k, beam_size, length_penalty
+            )
+            for i, translation in zip(group, translations):
                 results[i] = translation
                 limits[i] = limit
         for start in range(0, len(batched), batch_size):
@@ -714,20 +715,41 @@ class Translator:
                 groups.append((length, [i]))
         return [group for _, group in groups]
 
-    def _refill(self, items, head_masks, limit, slots, top_k=0):
-        """Greedy translations of `items` (`(ids, truncated, prefix_ids)` of
-        one padded source length) through `slots` rows
-        (`RefillGreedySearch`): encoded batch by batch, then decoded in one
-        compiled loop per `_REFILL_INPUTS` of them."""
+    def _refill(
+        self,
+        items,
+        head_masks,
+        limit,
+        slots,
+        top_k=0,
+        beam_size=1,
+        length_penalty=0.6,
+    ):
+        """Translations of `items` (`(ids, truncated, prefix_ids)` of one
+        padded source length) through `slots` rows (`RefillGreedySearch`),
+        or `slots` inputs of `beam_size` hypotheses (`RefillBeamSearch`):
+        encoded batch by batch, then decoded in one compiled loop per
+        `_REFILL_INPUTS` of them."""
         key = ("encode",)
         if key not in self._searches:
             self._searches[key] = self._compiled(key, encode_inputs)
         encoder = self._searches[key]
-        key = ("refill", slots, limit, top_k)
-        if key not in self._searches:
+        if beam_size == 1:
+            key = ("refill", slots, limit, top_k)
             search = RefillGreedySearch(
                 slots, limit, self.bos_id, self.eos_id, top_k=top_k
             )
+        else:
+            key = ("refill", slots, limit, beam_size, float(length_penalty))
+            search = RefillBeamSearch(
+                slots,
+                beam_size,
+                limit,
+                self.bos_id,
+                self.eos_id,
+                length_penalty=length_penalty,
+            )
+        if key not in self._searches:
             self._searches[key] = self._compiled(key, search)
         search = self._searches[key]
         padded = self.padded_length(max(len(ids) for ids, _, _ in items))

@@ -12,6 +12,7 @@ from keras_mha.decoding import (
     STATE_LAYOUT,
     BeamSearch,
     GreedySearch,
+    RefillBeamSearch,
     RefillGreedySearch,
     beam_search,
     compile_search,
@@ -606,3 +607,54 @@ def test_the_bulk_search_decodes_each_input_with_its_head_masks(varied_model):
     search = RefillGreedySearch(slots=4, max_length=8, bos_id=BOS, eos_id=end)
     out = search(model, cross, mask, 9, head_masks=masks)
     np.testing.assert_array_equal(_np(out["tokens"]), _np(expected["tokens"]))
+
+
+@pytest.mark.parametrize("length_penalty", [0.6, -0.5])
+def test_the_bulk_beam_search_gives_each_input_its_best_hypothesis(
+    varied_model, length_penalty
+):
+    model = varied_model
+    sources, end = _ending_inputs(model)
+    expected = beam_search(
+        model,
+        sources,
+        8,
+        BOS,
+        end,
+        beam_size=3,
+        length_penalty=length_penalty,
+        return_attention=False,
+    )
+    padded = np.concatenate([sources, np.zeros((2, 7), "int32")])
+    padded[9:, 0] = end
+    cross, mask = encode_inputs(model, padded)
+    # Two inputs of three beams at a time, one new input per step at most.
+    search = RefillBeamSearch(
+        slots=2,
+        beam_size=3,
+        max_length=8,
+        bos_id=BOS,
+        eos_id=end,
+        length_penalty=length_penalty,
+        lanes=1,
+    )
+    cross = [[_np(c) for c in pair] for pair in cross]
+    out = compile_search(model, search)(cross, _np(mask), np.int32(9), None)
+    best_tokens = _np(expected["tokens"])[:, 0]
+    # Some searches end early, some run to the limit.
+    lengths = _lengths_until(best_tokens, end)
+    assert min(lengths) < 8 and len(set(lengths)) > 1
+    np.testing.assert_array_equal(_np(out["tokens"])[:9], best_tokens)
+    assert not _np(out["tokens"])[9:].any()
+    np.testing.assert_allclose(
+        _np(out["log_probs"])[:9], _np(expected["log_probs"])[:, 0], atol=1e-5
+    )
+    np.testing.assert_allclose(
+        _np(out["scores"])[:9], _np(expected["scores"])[:, 0], atol=1e-4
+    )
+    np.testing.assert_array_equal(
+        _np(out["finished"])[:9], _np(expected["finished"])[:, 0]
+    )
+    # A done input hands its rows on: fewer steps than nine searches of
+    # eight steps, two at a time.
+    assert int(out["steps"]) < 9 * 8 // 2

@@ -86,7 +86,7 @@ def test_bulk_greedy_streams_texts_through_the_rows_and_equals_one_by_one(transl
     # More texts of one source length than a batch: they stream through
     # `batch_size` rows (`RefillGreedySearch`); a longer one and an empty
     # one ride along in an ordinary batch.
-    texts = [f"Tom has {n} cats." for n in range(9)] + ["", "a " * 20]
+    texts = [f"Tom has {n} cats." for n in range(5)] + ["", "a " * 20]
     bulk = translator.translate(texts, batch_size=2, top_k=3)
     assert ("refill", 2, 32, 3) in translator._searches
     for text, together in zip(texts, bulk):
@@ -100,6 +100,17 @@ def test_bulk_greedy_streams_texts_through_the_rows_and_equals_one_by_one(transl
             assert [q for _, q in mine] == pytest.approx(
                 [q for _, q in theirs], abs=1e-5
             )
+
+
+def test_bulk_beam_search_streams_texts_and_equals_one_by_one(translator):
+    texts = [f"Tom has {n} cats." for n in range(5)]
+    bulk = translator.translate(texts, batch_size=2, beam_size=3)
+    assert ("refill", 2, 32, 3, 0.6) in translator._searches
+    for text, together in zip(texts, bulk):
+        alone = translator.translate(text, beam_size=3)
+        assert together.target_tokens == alone.target_tokens
+        assert together.score == pytest.approx(alone.score, abs=1e-4)
+        assert together.finished == alone.finished
 
 
 def test_a_last_partial_batch_of_many_takes_the_full_batches_shape():
