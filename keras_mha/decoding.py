@@ -638,6 +638,93 @@ class BeamSearch(Search):
         return result
 
 
+def _ring_cache(model, rows, length):
+    """N_d `(keys, values)` pairs of `(rows, H, length, K_d)` zeros: the
+    self-attention cache of the bulk searches, used as a ring."""
+    shape = (rows, model.num_heads, length, model.hidden_dim // model.num_heads)
+    return [
+        (ops.zeros(shape, model.compute_dtype), ops.zeros(shape, model.compute_dtype))
+        for _ in range(model.num_decoder_layers)
+    ]
+
+
+def _ring_step(model, state, position, head_masks):
+    """One cached decoder step of every row of a bulk search, each at its own
+    `(R,)` position: step `index` writes ring column `index % T`, and a row
+    sees the columns written since its input started (column c was written
+    `age` steps ago). Returns `(R, V)` float32 log-probabilities and the
+    updated ring."""
+    index = state["index"]
+    length = ops.shape(state["cache"][0][0])[2]  # T
+    age = (index - ops.arange(length, dtype="int32") + length) % length  # (T,)
+    logits, cache = model.decode_step(
+        state["last"][:, None],
+        index % length,
+        state["cache"],
+        state["cross"],
+        state["encoder_mask"],
+        head_masks=head_masks,
+        positions=position,
+        self_attention_key_mask=age[None, :] <= position[:, None],  # (R, T)
+    )
+    return ops.log_softmax(ops.cast(logits[:, 0], "float32"), axis=-1), cache
+
+
+def _starts(active, next_input, count, lanes, inputs):
+    """Which free slots take the next waiting inputs, at most `lanes`.
+
+    Args:
+        active: `(G,)` bool, the slots decoding an input.
+        next_input: scalar, the next waiting input; `count`: how many
+            inputs there are; `inputs`: M, the rows of the input buffers.
+
+    Returns:
+        `(takes, new_input, lane_slots)`: `(G,)` bool, `(G,)` the input a
+        slot takes (where it takes one), and `(lanes,)` the free slots in
+        order, then the others (the rows one scatter writes).
+    """
+    slots = ops.shape(active)[0]
+    free = ops.logical_not(active)
+    rank = ops.cumsum(ops.cast(free, "int32")) - 1  # (G,) among free slots
+    takes = free & (rank < lanes) & (rank < count - next_input)
+    new_input = ops.minimum(next_input + rank, inputs - 1)
+    order = ops.where(free, rank, slots + ops.arange(slots, dtype="int32"))
+    lane_slots = ops.cast(ops.argsort(order)[:lanes], "int32")
+    return takes, new_input, lane_slots
+
+
+def _copy_inputs(cross, inputs_cross, lane_rows, lane_inputs, lane_takes):
+    """The rows' cross-attention keys and values with `lane_rows` replaced by
+    those of `lane_inputs` where `lane_takes`: one gather and one scatter of
+    the lanes per buffer, N_d x 2 x `(R, H, S, K_d)`."""
+    copied = []
+    for layer, layer_inputs in zip(cross, inputs_cross):
+        pair = []
+        for c, every in zip(layer, layer_inputs):  # (R, H, S, K), (M, H, S, K)
+            fresh = ops.take(every, lane_inputs, axis=0)  # (F, H, S, K)
+            kept = ops.take(c, lane_rows, axis=0)
+            chosen = ops.where(lane_takes[:, None, None, None], fresh, kept)
+            pair.append(ops.scatter_update(c, lane_rows[:, None], chosen))
+        copied.append(tuple(pair))
+    return copied
+
+
+def _stream(search, model, state, inputs_cross, inputs_mask, count, head_masks):
+    """A bulk search's loop: every slot takes an input, then steps (each
+    followed by new inputs for the slots now free) until no input waits and
+    no slot is active."""
+    state = search._refill(state, inputs_cross, inputs_mask, count, search.slots)
+
+    def cond(state):
+        return ops.logical_or(ops.less(state["next"], count), ops.any(state["active"]))
+
+    def body(state):
+        state = search._step(model, state, head_masks)
+        return search._refill(state, inputs_cross, inputs_mask, count, search.lanes)
+
+    return ops.while_loop(cond, body, state)
+
+
 class RefillGreedySearch:
     """Greedy decoding of many inputs through a fixed set of R rows: a row
     whose output ends takes the next waiting input at the next step, so no
@@ -709,11 +796,6 @@ class RefillGreedySearch:
         inputs_mask = ops.cast(inputs_mask, "bool")  # (M, S)
         M = ops.shape(inputs_mask)[0]
         count = ops.cast(count, "int32")
-        ring = (R, model.num_heads, T, model.hidden_dim // model.num_heads)
-        empty_cache = [
-            (ops.zeros(ring, model.compute_dtype), ops.zeros(ring, model.compute_dtype))
-            for _ in range(model.num_decoder_layers)
-        ]  # N x 2 x (R, H, T, K_d)
         rows = ops.arange(R, dtype="int32")
         state = {
             "index": ops.convert_to_tensor(0, "int32"),
@@ -723,7 +805,7 @@ class RefillGreedySearch:
             "start": ops.zeros((R,), "int32"),
             "last": ops.full((R,), self.bos_id, "int32"),
             "active": ops.zeros((R,), "bool"),
-            "cache": empty_cache,  # N x 2 x (R, H, T, K_d), a ring
+            "cache": _ring_cache(model, R, T),  # N x 2 x (R, H, T, K_d)
             "cross": [
                 tuple(ops.zeros_like(c[:R]) for c in layer) for layer in inputs_cross
             ],  # N x 2 x (R, H, S, K_d)
@@ -735,18 +817,9 @@ class RefillGreedySearch:
             k = self.top_k
             state["alternative_ids"] = ops.zeros((M + R, T, k), "int32")
             state["alternative_log_probs"] = ops.zeros((M + R, T, k), "float32")
-        state = self._refill(state, inputs_cross, inputs_mask, count, lanes=R)
-
-        def cond(state):
-            return ops.logical_or(
-                ops.less(state["next"], count), ops.any(state["active"])
-            )
-
-        def body(state):
-            state = self._step(model, state, head_masks)
-            return self._refill(state, inputs_cross, inputs_mask, count, self.lanes)
-
-        state = ops.while_loop(cond, body, state)
+        state = _stream(
+            self, model, state, inputs_cross, inputs_mask, count, head_masks
+        )
         tokens = state["tokens"][:M]
         log_probs = state["log_probs"][:M]
         result = {
@@ -763,29 +836,17 @@ class RefillGreedySearch:
 
     def _refill(self, state, inputs_cross, inputs_mask, count, lanes):
         """Gives the next waiting inputs to the first `lanes` free rows."""
-        R = self.slots
         M = ops.shape(inputs_mask)[0]
-        rows = ops.arange(R, dtype="int32")
-        free = ops.logical_not(state["active"])  # (R,)
-        rank = ops.cumsum(ops.cast(free, "int32")) - 1  # (R,) among free rows
-        waiting = count - state["next"]
-        takes = free & (rank < lanes) & (rank < waiting)  # (R,)
-        new_input = ops.minimum(state["next"] + rank, M - 1)  # (R,)
-        # The lanes: the free rows in rank order, then the others.
-        lane_rows = ops.cast(
-            ops.argsort(ops.where(free, rank, R + rows))[:lanes], "int32"
-        )  # (F,)
-        lane_takes = ops.take(takes, lane_rows)  # (F,)
-        lane_inputs = ops.take(new_input, lane_rows)  # (F,)
-        cross = []
-        for layer, layer_inputs in zip(state["cross"], inputs_cross):
-            pair = []
-            for c, every in zip(layer, layer_inputs):  # (R, H, S, K), (M, H, S, K)
-                fresh = ops.take(every, lane_inputs, axis=0)  # (F, H, S, K)
-                kept = ops.take(c, lane_rows, axis=0)
-                chosen = ops.where(lane_takes[:, None, None, None], fresh, kept)
-                pair.append(ops.scatter_update(c, lane_rows[:, None], chosen))
-            cross.append(tuple(pair))
+        takes, new_input, lane_rows = _starts(
+            state["active"], state["next"], count, lanes, M
+        )
+        cross = _copy_inputs(
+            state["cross"],
+            inputs_cross,
+            lane_rows,
+            ops.take(new_input, lane_rows),
+            ops.take(takes, lane_rows),
+        )
         encoder_mask = ops.where(
             takes[:, None],
             ops.take(inputs_mask, new_input, axis=0),
@@ -809,21 +870,7 @@ class RefillGreedySearch:
         index = state["index"]
         rows = ops.arange(R, dtype="int32")
         position = ops.clip(index - state["start"], 0, T - 1)  # (R,)
-        column = index % T
-        # Column c was written `age` steps ago; a row sees its own steps.
-        age = (index - ops.arange(T, dtype="int32") + T) % T  # (T,)
-        visible = age[None, :] <= position[:, None]  # (R, T)
-        logits, cache = model.decode_step(
-            state["last"][:, None],
-            column,
-            state["cache"],
-            state["cross"],
-            state["encoder_mask"],
-            head_masks=head_masks,
-            positions=position,
-            self_attention_key_mask=visible,
-        )
-        log_probs = ops.log_softmax(ops.cast(logits[:, 0], "float32"), axis=-1)
+        log_probs, cache = _ring_step(model, state, position, head_masks)
         token = _argmax(log_probs)  # (R,)
         token_log_prob = ops.take_along_axis(log_probs, token[:, None], axis=-1)[:, 0]
         active = state["active"]
@@ -910,7 +957,6 @@ class RefillBeamSearch:
         inputs_mask = ops.cast(inputs_mask, "bool")  # (M, S)
         M = ops.shape(inputs_mask)[0]
         count = ops.cast(count, "int32")
-        ring = (R, model.num_heads, T, model.hidden_dim // model.num_heads)
         groups = ops.arange(G, dtype="int32")
         state = {
             "index": ops.convert_to_tensor(0, "int32"),
@@ -927,13 +973,7 @@ class RefillBeamSearch:
             "live": ops.zeros((R,), "bool"),
             "history": ops.zeros((R, T), "int32"),  # its pieces so far
             "history_log_probs": ops.zeros((R, T), "float32"),
-            "cache": [
-                (
-                    ops.zeros(ring, model.compute_dtype),
-                    ops.zeros(ring, model.compute_dtype),
-                )
-                for _ in range(model.num_decoder_layers)
-            ],  # N x 2 x (R, H, T, K_d), a ring
+            "cache": _ring_cache(model, R, T),  # N x 2 x (R, H, T, K_d)
             "cross": [
                 tuple(ops.zeros((R,) + tuple(ops.shape(c)[1:]), c.dtype) for c in layer)
                 for layer in inputs_cross
@@ -945,18 +985,9 @@ class RefillBeamSearch:
             "best_scores": ops.zeros((M + G,), "float32"),
             "best_finished": ops.zeros((M + G,), "bool"),
         }
-        state = self._refill(state, inputs_cross, inputs_mask, count, lanes=G)
-
-        def cond(state):
-            return ops.logical_or(
-                ops.less(state["next"], count), ops.any(state["active"])
-            )
-
-        def body(state):
-            state = self._step(model, state, head_masks)
-            return self._refill(state, inputs_cross, inputs_mask, count, self.lanes)
-
-        state = ops.while_loop(cond, body, state)
+        state = _stream(
+            self, model, state, inputs_cross, inputs_mask, count, head_masks
+        )
         return {
             "tokens": state["tokens"][:M],  # (M, T)
             "log_probs": state["log_probs"][:M],  # (M, T)
@@ -970,29 +1001,19 @@ class RefillBeamSearch:
         their K rows start from the empty output (the first beam live)."""
         G, K = self.slots, self.beam_size
         M = ops.shape(inputs_mask)[0]
-        groups = ops.arange(G, dtype="int32")
-        free = ops.logical_not(state["active"])  # (G,)
-        rank = ops.cumsum(ops.cast(free, "int32")) - 1  # (G,)
-        waiting = count - state["next"]
-        takes = free & (rank < lanes) & (rank < waiting)  # (G,)
-        new_input = ops.minimum(state["next"] + rank, M - 1)  # (G,)
-        lane_groups = ops.cast(
-            ops.argsort(ops.where(free, rank, G + groups))[:lanes], "int32"
-        )  # (F,)
-        lane_takes = ops.repeat(ops.take(takes, lane_groups), K)  # (F * K,)
-        lane_inputs = ops.repeat(ops.take(new_input, lane_groups), K)
+        takes, new_input, lane_groups = _starts(
+            state["active"], state["next"], count, lanes, M
+        )
         lane_rows = ops.reshape(
             lane_groups[:, None] * K + ops.arange(K, dtype="int32")[None], (-1,)
         )  # (F * K,)
-        cross = []
-        for layer, layer_inputs in zip(state["cross"], inputs_cross):
-            pair = []
-            for c, every in zip(layer, layer_inputs):  # (R, H, S, K), (M, H, S, K)
-                fresh = ops.take(every, lane_inputs, axis=0)  # (F * K, H, S, K)
-                kept = ops.take(c, lane_rows, axis=0)
-                chosen = ops.where(lane_takes[:, None, None, None], fresh, kept)
-                pair.append(ops.scatter_update(c, lane_rows[:, None], chosen))
-            cross.append(tuple(pair))
+        cross = _copy_inputs(
+            state["cross"],
+            inputs_cross,
+            lane_rows,
+            ops.repeat(ops.take(new_input, lane_groups), K),
+            ops.repeat(ops.take(takes, lane_groups), K),
+        )
         row_takes = ops.repeat(takes, K)  # (R,)
         first = ops.tile(ops.arange(K) == 0, (G,))  # (R,) the first beam
         row_inputs = ops.repeat(new_input, K)  # (R,)
@@ -1029,19 +1050,7 @@ class RefillBeamSearch:
         index = state["index"]
         position = ops.clip(index - state["start"], 0, T - 1)  # (G,)
         row_position = ops.repeat(position, K)  # (R,)
-        age = (index - ops.arange(T, dtype="int32") + T) % T  # (T,)
-        visible = age[None, :] <= row_position[:, None]  # (R, T)
-        logits, cache = model.decode_step(
-            state["last"][:, None],
-            index % T,
-            state["cache"],
-            state["cross"],
-            state["encoder_mask"],
-            head_masks=head_masks,
-            positions=row_position,
-            self_attention_key_mask=visible,
-        )
-        log_probs = ops.log_softmax(ops.cast(logits[:, 0], "float32"), axis=-1)
+        log_probs, cache = _ring_step(model, state, row_position, head_masks)
         V = ops.shape(log_probs)[-1]
         ids = ops.arange(V)[None]  # (1, V)
         # A finished hypothesis may only continue with padding, at no cost.

@@ -26,9 +26,8 @@ from keras_mha.transformer import Transformer
 BOS, EOS = 2, 3
 
 
-@pytest.fixture(scope="module")
-def model():
-    keras.utils.set_random_seed(7)
+def _tiny_model(seed, **kwargs):
+    keras.utils.set_random_seed(seed)
     return Transformer(
         40,
         40,
@@ -40,7 +39,13 @@ def model():
         dropout=0.0,
         max_length=24,
         share_embeddings=True,
+        **kwargs,
     )
+
+
+@pytest.fixture(scope="module")
+def model():
+    return _tiny_model(7)
 
 
 @pytest.fixture(scope="module")
@@ -496,20 +501,7 @@ def varied_model():
     """A random model whose greedy outputs differ from row to row and from
     step to step (with tied output embeddings a tiny random model repeats
     one piece)."""
-    keras.utils.set_random_seed(4)
-    return Transformer(
-        40,
-        40,
-        num_encoder_layers=2,
-        num_decoder_layers=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-        num_heads=2,
-        dropout=0.0,
-        max_length=24,
-        share_embeddings=True,
-        tie_output=False,
-    )
+    return _tiny_model(4, tie_output=False)
 
 
 def _ending_inputs(model):
