@@ -11,6 +11,12 @@ continues (`Search.choose`): `GreedySearch` takes the most probable piece,
 `BeamSearch` keeps the best `K` of `K * V` continuations and reorders every
 per-row tensor (the cache included) with one `gather`.
 
+For many inputs with nothing recorded, the bulk searches
+(`RefillGreedySearch`, `RefillBeamSearch`) run a loop of their own: a fixed
+set of rows, each taking the next waiting input as soon as its own search is
+done, so that no row decodes past its end while a batch waits for its
+longest output (the same outputs; `REFILL_LAYOUT` declares their state).
+
 A forced prefix (`prefix`, `prefix_lengths`) makes the first pieces of each
 output fixed; decoding is free after it. Forcing keeps the model's own
 probabilities of the forced pieces, so scores stay log-probabilities.
@@ -1149,22 +1155,33 @@ class RefillBeamSearch:
         }
 
 
-# The declared layout of `RefillGreedySearch`'s loop state: R rows, M inputs
-# (+ R sink rows where empty rows write), T the ring's columns.
+# The declared layout of the bulk searches' loop state: G slots (inputs in
+# flight) of K rows each, R = G * K rows (greedy: K = 1), M inputs (+ G sink
+# rows, where a slot without a done input writes), T the ring's columns.
 REFILL_LAYOUT = {
     "index": "()",  # the step; it writes ring column index % T
     "next": "()",  # the next input to start
-    "input": "(R,)",  # the input each row decodes (M + r while empty)
-    "start": "(R,)",  # the step its input started: position = index - start
-    "last": "(R,)",  # its last piece
-    "active": "(R,)",  # decoding an input
+    "input": "(G,)",  # the input each slot decodes (M + g while empty)
+    "start": "(G,)",  # the step its input started: position = index - start
+    "active": "(G,)",  # decoding an input
+    "last": "(R,)",  # each row's last piece
     "cache": "N x 2 x (R, H, T, K_d)",  # the ring
     "cross": "N x 2 x (R, H, S, K_d)",  # its input's encoder keys, values
     "encoder_mask": "(R, S)",
-    "tokens": "(M + R, T)",
-    "log_probs": "(M + R, T)",
-    "alternative_ids": "(M + R, T, k)",
-    "alternative_log_probs": "(M + R, T, k)",
+    # Greedy: each row's outputs, written where its input's go.
+    "tokens": "(M + G, T)",  # beam: each input's best hypothesis
+    "log_probs": "(M + G, T)",
+    "alternative_ids": "(M + G, T, k)",
+    "alternative_log_probs": "(M + G, T, k)",
+    # Beam: each hypothesis (row), reordered with its parent at every step.
+    "scores": "(R,)",  # raw log P
+    "finished": "(R,)",
+    "lengths": "(R,)",
+    "live": "(R,)",
+    "history": "(R, T)",  # its pieces by position
+    "history_log_probs": "(R, T)",
+    "best_scores": "(M + G,)",  # each done input's best, normalized
+    "best_finished": "(M + G,)",
 }
 
 

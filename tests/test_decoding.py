@@ -9,6 +9,7 @@ from keras import ops
 
 from keras_mha import decoding
 from keras_mha.decoding import (
+    REFILL_LAYOUT,
     STATE_LAYOUT,
     BeamSearch,
     GreedySearch,
@@ -650,3 +651,36 @@ def test_the_bulk_beam_search_gives_each_input_its_best_hypothesis(
     # A done input hands its rows on: fewer steps than nine searches of
     # eight steps, two at a time.
     assert int(out["steps"]) < 9 * 8 // 2
+
+
+def test_the_bulk_searches_state_has_one_declared_layout(varied_model, monkeypatch):
+    # Every tensor of the bulk searches' loop state is declared in
+    # REFILL_LAYOUT, with G slots, R rows or M + G outputs first.
+    model = varied_model
+    states = []
+    while_loop = decoding.ops.while_loop
+
+    def spy(cond, body, state, **kwargs):
+        states.append(dict(state))
+        return while_loop(cond, body, state, **kwargs)
+
+    monkeypatch.setattr(decoding.ops, "while_loop", spy)
+    sources, end = _ending_inputs(model)
+    cross, mask = encode_inputs(model, sources)
+    common = dict(max_length=8, bos_id=BOS, eos_id=end)
+    RefillGreedySearch(slots=4, top_k=2, **common)(model, cross, mask, 9)
+    RefillBeamSearch(slots=2, beam_size=3, **common)(model, cross, mask, 9)
+    greedy, beam = states[-2:]  # (The first: `_ending_inputs`.)
+    assert set(greedy) | set(beam) == set(REFILL_LAYOUT)
+    for state, G, R in ((greedy, 4, 4), (beam, 2, 6)):
+        for key, value in state.items():
+            first = REFILL_LAYOUT[key].split("(")[1].split(",")[0].rstrip(")")
+            size = {"": None, "G": G, "R": R, "M + G": 9 + G}[first]
+            tensors = (
+                [x for layer in value for x in layer]
+                if key in ("cache", "cross")
+                else [value]
+            )
+            for x in tensors:
+                shape = tuple(x.shape)
+                assert (shape == ()) if size is None else shape[0] == size, key
