@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from keras_mha import Translation, Translator
+from keras_mha import translator as translator_module
 from keras_mha.transformer import Transformer
 from keras_mha.translate import main as translate_main
 
@@ -100,6 +101,17 @@ def test_bulk_greedy_streams_texts_through_the_rows_and_equals_one_by_one(transl
             assert [q for _, q in mine] == pytest.approx(
                 [q for _, q in theirs], abs=1e-5
             )
+
+
+def test_bulk_translation_in_parts_equals_one_pass(translator, monkeypatch):
+    texts = SENTENCES + ["Good night.", "The cat sleeps.", "We are late."]
+    whole = translator.translate(texts, batch_size=2)
+    monkeypatch.setattr(translator_module, "_REFILL_INPUTS", 3)  # 3 + 3 + 1
+    parts = translator.translate(texts, batch_size=2)
+    for one, other in zip(parts, whole):
+        assert one.target_tokens == other.target_tokens
+        assert one.token_probs == pytest.approx(other.token_probs, abs=1e-5)
+    assert len({tuple(t.token_probs) for t in whole}) == len(texts)
 
 
 def test_bulk_beam_search_streams_texts_and_equals_one_by_one(translator):
