@@ -644,14 +644,30 @@ class BeamSearch(Search):
         return result
 
 
-def _ring_cache(model, rows, length):
-    """N_d `(keys, values)` pairs of `(rows, H, length, K_d)` zeros: the
-    self-attention cache of the bulk searches, used as a ring."""
-    shape = (rows, model.num_heads, length, model.hidden_dim // model.num_heads)
-    return [
-        (ops.zeros(shape, model.compute_dtype), ops.zeros(shape, model.compute_dtype))
-        for _ in range(model.num_decoder_layers)
-    ]
+def _slot_state(model, slots, rows, length, bos_id, inputs_cross, inputs_mask):
+    """The loop state both bulk searches start from (`REFILL_LAYOUT`): no
+    slot active, every row's ring cache and cross-attention keys and values
+    zeros (`(rows, H, length, K_d)`, `(rows, H, S, K_d)`), an empty slot g
+    pointing at its sink row M + g."""
+    M, S = ops.shape(inputs_mask)
+    ring = (rows, model.num_heads, length, model.hidden_dim // model.num_heads)
+    return {
+        "index": ops.convert_to_tensor(0, "int32"),
+        "next": ops.convert_to_tensor(0, "int32"),
+        "input": M + ops.arange(slots, dtype="int32"),
+        "start": ops.zeros((slots,), "int32"),
+        "active": ops.zeros((slots,), "bool"),
+        "last": ops.full((rows,), bos_id, "int32"),
+        "cache": [
+            (ops.zeros(ring, model.compute_dtype), ops.zeros(ring, model.compute_dtype))
+            for _ in range(model.num_decoder_layers)
+        ],  # N x 2 x (R, H, T, K_d), a ring
+        "cross": [
+            tuple(ops.zeros((rows,) + tuple(ops.shape(c)[1:]), c.dtype) for c in layer)
+            for layer in inputs_cross
+        ],  # N x 2 x (R, H, S, K_d)
+        "encoder_mask": ops.ones((rows, S), "bool"),
+    }
 
 
 def _ring_step(model, state, position, head_masks):
@@ -802,20 +818,8 @@ class RefillGreedySearch:
         inputs_mask = ops.cast(inputs_mask, "bool")  # (M, S)
         M = ops.shape(inputs_mask)[0]
         count = ops.cast(count, "int32")
-        rows = ops.arange(R, dtype="int32")
         state = {
-            "index": ops.convert_to_tensor(0, "int32"),
-            "next": ops.convert_to_tensor(0, "int32"),
-            # The input row r decodes; M + r (its own sink row) while empty.
-            "input": M + rows,
-            "start": ops.zeros((R,), "int32"),
-            "last": ops.full((R,), self.bos_id, "int32"),
-            "active": ops.zeros((R,), "bool"),
-            "cache": _ring_cache(model, R, T),  # N x 2 x (R, H, T, K_d)
-            "cross": [
-                tuple(ops.zeros_like(c[:R]) for c in layer) for layer in inputs_cross
-            ],  # N x 2 x (R, H, S, K_d)
-            "encoder_mask": ops.ones((R, ops.shape(inputs_mask)[1]), "bool"),
+            **_slot_state(model, R, R, T, self.bos_id, inputs_cross, inputs_mask),
             "tokens": ops.zeros((M + R, T), "int32"),  # + a sink row per row
             "log_probs": ops.zeros((M + R, T), "float32"),
         }
@@ -963,28 +967,15 @@ class RefillBeamSearch:
         inputs_mask = ops.cast(inputs_mask, "bool")  # (M, S)
         M = ops.shape(inputs_mask)[0]
         count = ops.cast(count, "int32")
-        groups = ops.arange(G, dtype="int32")
         state = {
-            "index": ops.convert_to_tensor(0, "int32"),
-            "next": ops.convert_to_tensor(0, "int32"),
-            # Per input in flight (G,): as `RefillGreedySearch`'s rows.
-            "input": M + groups,
-            "start": ops.zeros((G,), "int32"),
-            "active": ops.zeros((G,), "bool"),
+            **_slot_state(model, G, R, T, self.bos_id, inputs_cross, inputs_mask),
             # Per hypothesis (R,), K consecutive rows per input.
-            "last": ops.full((R,), self.bos_id, "int32"),
             "scores": ops.zeros((R,), "float32"),  # raw log P
             "finished": ops.zeros((R,), "bool"),
             "lengths": ops.zeros((R,), "int32"),
             "live": ops.zeros((R,), "bool"),
             "history": ops.zeros((R, T), "int32"),  # its pieces so far
             "history_log_probs": ops.zeros((R, T), "float32"),
-            "cache": _ring_cache(model, R, T),  # N x 2 x (R, H, T, K_d)
-            "cross": [
-                tuple(ops.zeros((R,) + tuple(ops.shape(c)[1:]), c.dtype) for c in layer)
-                for layer in inputs_cross
-            ],  # N x 2 x (R, H, S, K_d)
-            "encoder_mask": ops.ones((R, ops.shape(inputs_mask)[1]), "bool"),
             # The best hypothesis of each input (+ a sink row per input slot).
             "tokens": ops.zeros((M + G, T), "int32"),
             "log_probs": ops.zeros((M + G, T), "float32"),

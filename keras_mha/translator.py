@@ -765,10 +765,7 @@ class Translator:
                 longest = max(len(ids) for ids in batch)
                 width = min(-(-longest // _ENCODER_STEP) * _ENCODER_STEP, padded)
                 # Every batch `slots` rows: one encoder program per width.
-                source = np.zeros((slots, width), "int32")
-                source[len(batch) :, 0] = self.eos_id  # Padding rows.
-                for row, ids in enumerate(batch):
-                    source[row, : len(ids)] = ids
+                (source,), _ = self._pad_batch([(batch, width)], min_rows=slots)
                 cross, mask = encoder(source, head_masks)
                 rows = len(batch)  # Without the padding rows.
                 crosses.append(
