@@ -5,6 +5,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import threading
 
 import keras
 import numpy as np
@@ -23,7 +24,9 @@ SENTENCES = ["I love you.", "Tom is here.", "Where is the station?", "Hi!"]
 
 @pytest.fixture(scope="module")
 def translator():
-    return Translator.load(TINY)
+    # Two streams whatever the machine's cores: every test of many texts
+    # then also runs their searches on two threads.
+    return Translator.load(TINY, streams=2)
 
 
 def test_load_reads_model_tokenizer_and_card(translator):
@@ -117,12 +120,71 @@ def test_bulk_translation_in_parts_equals_one_pass(translator, monkeypatch):
 def test_bulk_beam_search_streams_texts_and_equals_one_by_one(translator):
     texts = [f"Tom has {n} cats." for n in range(5)]
     bulk = translator.translate(texts, batch_size=2, beam_size=3)
-    assert ("refill", 2, 32, 3, 0.6) in translator._searches
+    # Two streams of one input of 3 hypotheses each (`streams=2`).
+    assert ("refill", 1, 32, 3, 0.6) in translator._searches
     for text, together in zip(texts, bulk):
         alone = translator.translate(text, beam_size=3)
         assert together.target_tokens == alone.target_tokens
         assert together.score == pytest.approx(alone.score, abs=1e-4)
         assert together.finished == alone.finished
+
+
+def test_many_texts_are_decoded_by_two_searches_at_once_with_the_same_outputs(
+    monkeypatch,
+):
+    # Bulk streams (texts of one source length) are dealt to two searches,
+    # ordinary batches (the long texts) go two at a time: each on its own
+    # thread, and every output as one search at a time would give.
+    one = Translator.load(TINY, streams=1)
+    two = Translator.load(TINY, streams=2)
+    threads = {"share": set(), "batch": set()}
+    share, run_search = two._refill_share, two._run_search
+
+    def record(kind, fn):
+        def recorded(*args, **kwargs):
+            threads[kind].add(threading.get_ident())
+            return fn(*args, **kwargs)
+
+        return recorded
+
+    monkeypatch.setattr(two, "_refill_share", record("share", share))
+    monkeypatch.setattr(two, "_run_search", record("batch", run_search))
+    texts = [f"Tom has {n} cats." for n in range(9)] + [
+        "a " * (20 + n) for n in range(3)
+    ]
+    for beam_size in (1, 3):
+        alone = one.translate(texts, batch_size=2, beam_size=beam_size)
+        for kind in threads:
+            threads[kind].clear()
+        together = two.translate(texts, batch_size=2, beam_size=beam_size)
+        for a, b in zip(alone, together):
+            assert a.target_tokens == b.target_tokens
+            assert a.score == pytest.approx(b.score, abs=1e-4)
+        # Two threads each, neither of them the caller's.
+        assert len(threads["share"]) == 2 and len(threads["batch"]) == 2
+        assert threading.get_ident() not in threads["share"] | threads["batch"]
+    assert ("refill", 2, 32, 0) in one._searches  # One stream of 2 rows
+    assert ("refill", 2, 32, 0) in two._searches  # and two of 2 rows;
+    assert ("refill", 2, 32, 3, 0.6) in one._searches  # beam search: 2 inputs
+    assert ("refill", 1, 32, 3, 0.6) in two._searches  # in flight either way.
+
+
+def test_the_searches_threads_compile_in_the_callers_mode():
+    translator = Translator.load(TINY, streams=2)
+    two_kinds = keras.backend.backend() == "tensorflow"
+    texts = [f"Tom has {n} cats." for n in range(9)] + [
+        "a " * (20 + n) for n in range(3)
+    ]
+    with translator.compiling("quick"):
+        translator.translate(texts, batch_size=2)
+    programs = translator.compiled_programs
+    assert programs == 4  # The batches' search, the encoder, the bulk search
+    assert translator.quick_programs == (programs if two_kinds else 0)  # x 2.
+
+
+def test_streams_must_be_a_positive_integer():
+    with pytest.raises(ValueError, match="streams"):
+        Translator.load(TINY, streams=0)
 
 
 def test_a_last_partial_batch_of_many_takes_the_full_batches_shape():
