@@ -23,13 +23,15 @@ greedy search, test-set throughput, and single-sentence latency.
     (JAX: the compiled programs now come from that disk cache, as in a new
     process), then warm passes without attention and with `top_k=5`
     alternatives (the bulk search: the texts of each source length stream
-    through the 64 rows, `decoding.RefillGreedySearch`) and with attention
+    through the 64 rows, `decoding.RefillGreedySearch`, dealt to
+    `Translator.streams` such searches at once) and with attention
     (batches of 64, each as long as its longest output); then
     beam 4, warm. Each warm pass is also divided by its *limit*, the time
     its matmul FLOPs need at the fp32 matmul rate measured in the same
     process, and the *floor* rows divide that rate by the rate of the
     decoder's own matmuls alone in a compiled loop of as many rows
-    (`benchmarks.roofline`): a search that did nothing but its matmuls.
+    (`benchmarks.roofline`): a search that did nothing but its matmuls; the
+    *streams* floor rows run `Translator.streams` such loops at once.
 
 `--baseline DIR` runs every worker a second time with `keras_mha` imported
 from DIR, a checkout of another revision (`git worktree add DIR REV`), and
@@ -225,12 +227,19 @@ def limit(translator, greedy, beam, result):
         "beam_gflop": round(beam_flops / 1e9, 2),
     }
     # The floor: the decoder's matmuls alone in a compiled loop, as many
-    # rows as the greedy batch and as the beam's hypotheses.
-    for name, rows in (
-        ("greedy", result["batch_size"]),
-        ("beam", result["batch_size"] * result["beam"]["beam_size"]),
+    # rows as the greedy batch and as the beam's hypotheses; then as the
+    # bulk searches run, `streams` loops at once (a beam share has
+    # `batch_size // streams` inputs).
+    streams = getattr(translator, "streams", 1)
+    batch, beam_size = result["batch_size"], result["beam"]["beam_size"]
+    out["streams"] = streams
+    for name, rows, loops in (
+        ("greedy", batch, 1),
+        ("beam", batch * beam_size, 1),
+        ("greedy_streams", batch, streams),
+        ("beam_streams", max(1, batch // streams) * beam_size, streams),
     ):
-        loop_rate = roofline.decoder_loop_rate(model, rows)
+        loop_rate = roofline.decoder_loop_rate(model, rows, loops=loops)
         out[f"{name}_loop_rows"] = rows
         out[f"{name}_loop_gflop_per_second"] = round(loop_rate / 1e9, 1)
         out[f"{name}_floor_over_limit"] = round(rate / loop_rate, 2)
@@ -337,6 +346,18 @@ METRICS = (
     (
         "floor: the same, batch x beam rows, time / limit",
         "throughput.limit.beam_floor_over_limit",
+        "",
+        2,
+    ),
+    (
+        "floor: streams loops at once, batch rows each, time / limit",
+        "throughput.limit.greedy_streams_floor_over_limit",
+        "",
+        2,
+    ),
+    (
+        "floor: streams loops at once, batch / streams x beam rows each, time / limit",
+        "throughput.limit.beam_streams_floor_over_limit",
         "",
         2,
     ),

@@ -114,11 +114,16 @@ def matmul_rate(rows=4096, width=256, columns=1024, repeats=20):
     return 2 * rows * width * columns / best
 
 
-def decoder_loop_rate(model, rows, steps=32, repeats=5):
+def decoder_loop_rate(model, rows, steps=32, repeats=5, loops=1):
     """fp32 FLOP/s of `steps` decoder steps' matmuls for `rows` rows in one
     compiled loop (`decoding.compile_search`), with weights of the model's
     shapes (random, scaled so that values stay in range); the best of
-    `repeats` timed runs after one that compiles. See the module docstring."""
+    `repeats` timed runs after one that compiles. With `loops` > 1, that
+    many such loops run at once, each from its own thread (as
+    `Translator(streams=...)` runs its searches), and the rate is theirs
+    together. See the module docstring."""
+    import concurrent.futures
+
     import keras
     from keras import ops
 
@@ -158,11 +163,16 @@ def decoder_loop_rate(model, rows, steps=32, repeats=5):
 
     run = compile_search(model, loop)
     x = rng.standard_normal((rows, D)).astype("float32")
-    keras.ops.convert_to_numpy(run(layers, embeddings, x))
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+
+    def one(_=None):
         keras.ops.convert_to_numpy(run(layers, embeddings, x))
-        best = min(best, time.perf_counter() - start)
+
+    one()
+    best = float("inf")
+    with concurrent.futures.ThreadPoolExecutor(loops) as pool:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            list(pool.map(one, range(loops)))
+            best = min(best, time.perf_counter() - start)
     per_step = N * (2 * D * 3 * D + 3 * 2 * D * D + 2 * 2 * D * F) + 2 * D * V
-    return steps * rows * per_step / best
+    return loops * steps * rows * per_step / best
