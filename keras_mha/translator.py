@@ -138,6 +138,13 @@ def _pad_rows(array, rows):
     return np.pad(array, padding)
 
 
+def _cores():
+    """The CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def clean_text(text):
     """Normalizes user input: NFKC, no control characters, single spaces."""
     text = unicodedata.normalize("NFKC", text)
@@ -264,7 +271,7 @@ class Translator:
         streams=None,
     ):
         if streams is None:
-            streams = min(_STREAMS, os.cpu_count() or 1)
+            streams = min(_STREAMS, _cores())
         check_integer("streams", streams, minimum=1)
         if max_programs is not None:
             check_integer("max_programs", max_programs, minimum=1)
