@@ -249,8 +249,8 @@ class Translator:
             once, each on its own thread: its bulk streams (the texts cut
             into `streams` interleaved shares) and its batches. A search of
             64 rows multiplies matrices too small to keep two cores busy,
-            so two of them at once do more per second. `None`: 2, or 1 on
-            a machine of one core.
+            so two of them at once do more per second. `None`: 2, or 1
+            where this process may run on one core only.
 
     Example:
 
