@@ -18,7 +18,10 @@ another), so nothing is trained before the loop.
 
 A pipeline named with `+xla` (e.g. `tf+xla`) compiles the training step
 with XLA (`model.jit_compile = True`): Keras does so by default on JAX, and
-not for TensorFlow on a CPU, where this shows what XLA would give.
+not for TensorFlow on a CPU, where this shows what XLA would give. One
+named with `+bf16` (e.g. `tf+bf16`) trains under the `mixed_bfloat16`
+policy (`dtype_policy` of a recipe) whatever the recipe says, and a plain
+name under the recipe's own policy.
 
 `--warmup` updates are left out (they compile the step for every bucket
 shape they meet); an update later that still compiles (a bucket shape first
@@ -27,7 +30,8 @@ Tokens per second are the real (non-padding) target tokens of an average
 batch, counted on as many batches again drawn from the same pipeline, over
 the mean seconds per update. The GEMM share is the matmul FLOPs of an
 average batch (`roofline.training_step_flops`, padded positions included)
-per second over the fp32 matmul rate measured in the same process.
+per second over the fp32 matmul rate measured in the same process, and
+over the bfloat16 rate (where the CPU has AMX, several times the fp32 one).
 """
 
 import argparse
@@ -128,11 +132,13 @@ def run_pipeline(settings, variant, data):
     from training import train as train_lib
 
     keras.utils.set_random_seed(0)
-    pipeline, _, xla = variant.partition("+")
-    if xla not in ("", "xla"):
-        raise ValueError(f"Unknown pipeline {variant!r}: expected NAME or NAME+xla")
+    pipeline, *options = variant.split("+")
+    if set(options) - {"xla", "bf16"}:
+        raise ValueError(f"Unknown pipeline {variant!r}: expected NAME[+xla][+bf16]")
     with tempfile.TemporaryDirectory() as out:
         config = recipe_config(settings, out, pipeline)
+        if "bf16" in options:
+            config = dataclasses.replace(config, dtype_policy="mixed_bfloat16")
         tokenizer = pathlib.Path(
             settings.tokenizer or f"saved_models/{settings.recipe}/spm.model"
         )
@@ -140,9 +146,10 @@ def run_pipeline(settings, variant, data):
             config, tokenizer, data["train_pairs"], data["valid_pairs"][:64]
         )
         model = train_lib.compile_model(
-            train_lib.build_model(config, config.vocabulary_size), config
+            train_lib.build_model(config, config.vocabulary_size, config.dtype_policy),
+            config,
         )
-        if xla == "xla":
+        if "xla" in options:
             model.jit_compile = True
         state = {"_epoch_start": time.time()}
         timer = step_timer()
@@ -167,6 +174,7 @@ def run_pipeline(settings, variant, data):
         counted = max(settings.steps, 1)
         tokens, flops = average_batch(train_ds, counted, model)
     rate = roofline.matmul_rate()
+    bf16_rate = roofline.matmul_rate(dtype="bfloat16")
     per_update = float(np.mean(kept))
     result = dict(
         updates_timed=int(kept.size),
@@ -179,6 +187,9 @@ def run_pipeline(settings, variant, data):
         matmul_gflop_per_update=round(flops / 1e9, 2),
         matmul_gflop_per_second=round(rate / 1e9, 1),
         gemm_share=round(flops / per_update / rate, 3),
+        bf16_matmul_gflop_per_second=round(bf16_rate / 1e9, 1),
+        bf16_gemm_share=round(flops / per_update / bf16_rate, 3),
+        dtype_policy=config.dtype_policy,
         fit_wall_seconds=round(wall, 1),
         parameters=model.count_params(),
         jit_compile=bool(model.jit_compile),
@@ -213,12 +224,14 @@ def report(backends, settings):
         "target tokens/s",
         "share of fp32 GEMM rate",
         "fp32 GEMM rate, GFLOP/s",
+        "share of bf16 GEMM rate",
+        "bf16 GEMM rate, GFLOP/s",
         "updates timed (left out: compiling)",
     ]
     rows, speeds = [], {}
     for backend, result in backends.items():
         if "error" in result:
-            rows.append([backend, result["error"]] + ["-"] * 5)
+            rows.append([backend, result["error"]] + ["-"] * 7)
             continue
         for pipeline, r in result["pipelines"].items():
             speeds[f"{backend}/{pipeline}"] = r["tokens_per_second"]
@@ -230,6 +243,8 @@ def report(backends, settings):
                     f"{r['tokens_per_second']:,.0f}",
                     harness.fmt(r["gemm_share"], 2),
                     harness.fmt(r["matmul_gflop_per_second"]),
+                    harness.fmt(r["bf16_gemm_share"], 2),
+                    harness.fmt(r["bf16_matmul_gflop_per_second"]),
                     f"{r['updates_timed']} ({r['updates_left_out_compiling']})",
                 ]
             )

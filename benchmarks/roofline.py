@@ -77,10 +77,10 @@ def training_step_flops(model, batch_size, source_length, target_length):
     return 3 * forward
 
 
-def matmul_rate(rows=4096, width=256, columns=1024, repeats=20):
-    """fp32 FLOP/s of a compiled `(rows, width) @ (width, columns)` matmul on
-    the active Keras backend, the best of `repeats` timed runs (after one
-    untimed run that compiles it)."""
+def matmul_rate(rows=4096, width=256, columns=1024, repeats=20, dtype="float32"):
+    """FLOP/s of a compiled `(rows, width) @ (width, columns)` matmul of
+    `dtype` ("float32" or "bfloat16") on the active Keras backend, the best of
+    `repeats` timed runs (after one untimed run that compiles it)."""
     import keras
 
     rng = np.random.default_rng(0)
@@ -91,7 +91,7 @@ def matmul_rate(rows=4096, width=256, columns=1024, repeats=20):
         import jax
 
         fn = jax.jit(lambda x, y: x @ y)
-        a, b = jax.device_put(a), jax.device_put(b)
+        a, b = jax.device_put(a).astype(dtype), jax.device_put(b).astype(dtype)
 
         def run():
             fn(a, b).block_until_ready()
@@ -99,7 +99,7 @@ def matmul_rate(rows=4096, width=256, columns=1024, repeats=20):
         import tensorflow as tf
 
         fn = tf.function(tf.matmul)
-        a, b = tf.constant(a), tf.constant(b)
+        a, b = tf.cast(tf.constant(a), dtype), tf.cast(tf.constant(b), dtype)
 
         def run():
             fn(a, b).numpy()

@@ -359,7 +359,11 @@ class MultiHeadAttention(keras.layers.Layer):
                 _large_negative(scores.dtype),
             )  # (B, 1, T, S)
             scores = scores + bias
-        weights = ops.softmax(scores, axis=-1)  # (B, H, T, S)
+        # In float32 under a mixed (bfloat16/float16) policy: the sums of
+        # exponentials lose too much in 8 bits of mantissa.
+        weights = ops.cast(
+            ops.softmax(ops.cast(scores, "float32"), axis=-1), scores.dtype
+        )  # (B, H, T, S)
         if mask is not None:
             # Masked keys already get exactly zero (exp underflows); a fully
             # masked row would be uniform, so zero it. A (B, 1, T, 1) factor

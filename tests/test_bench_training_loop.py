@@ -67,6 +67,8 @@ def test_the_report_ranks_every_backend_and_pipeline_against_the_fastest():
             tokens_per_second=tokens,
             gemm_share=0.4,
             matmul_gflop_per_second=200.0,
+            bf16_gemm_share=0.1,
+            bf16_matmul_gflop_per_second=800.0,
             updates_timed=10,
             updates_left_out_compiling=1,
         )
@@ -84,3 +86,9 @@ def test_the_report_ranks_every_backend_and_pipeline_against_the_fastest():
     assert summary["tensorflow"]["tf over the fastest"] == 1.0
     assert table.count("\n") == 4  # Header, rule, three rows.
     assert "10 (1)" in table
+    assert "| 0.40 | 200.0 | 0.10 | 800.0 |" in table
+
+
+def test_an_unknown_pipeline_option_is_refused():
+    with pytest.raises(ValueError, match=r"NAME\[\+xla\]\[\+bf16\]"):
+        bench.run_pipeline(bench.Settings(), "tf+fp8", data=None)

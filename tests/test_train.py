@@ -437,6 +437,38 @@ def test_numpy_input_pipeline_trains_without_tf_data(tmp_path):
     assert_translates(out, "I love you.")
 
 
+def test_mixed_bfloat16_trains_in_bfloat16_and_saves_a_float32_model(tmp_path):
+    """`--dtype-policy mixed_bfloat16`: float32 weights, bfloat16 matmuls in
+    training (the checkpoint keeps the policy, so a resumed run keeps it);
+    the model a run saves computes in float32 like any other."""
+    out = tmp_path / "model"
+    config = tiny_config(
+        out,
+        "--epochs",
+        "2",
+        "--batch-tokens",
+        "128",
+        "--dtype-policy",
+        "mixed_bfloat16",
+    )
+    metrics = train_lib.train(config, command="test")
+    assert metrics["config"]["dtype_policy"] == "mixed_bfloat16"
+    assert metrics["history"][-1]["loss"] < metrics["history"][0]["loss"]
+    state = json.loads((out / "checkpoints" / "state.json").read_text())
+    checkpoint = keras.saving.load_model(out / "checkpoints" / state["last_checkpoint"])
+    assert checkpoint.dtype_policy.name == "mixed_bfloat16"
+    assert checkpoint.compute_dtype == "bfloat16"
+    model = keras.saving.load_model(out / "model.keras")
+    assert model.dtype_policy.name == "float32"
+    assert {w.dtype for w in model.weights} == {"float32"}
+    assert_translates(out, "I love you.")
+
+
+def test_other_dtype_policies_are_refused():
+    with pytest.raises(ValueError, match="dtype_policy='float16'"):
+        tiny_config("x", "--dtype-policy", "float16")
+
+
 def test_input_pipeline_auto_prefers_tf_data_where_installed():
     config = tiny_config("x", "--input-pipeline", "auto")
     expected = "tf" if importlib.util.find_spec("tensorflow") else "numpy"
