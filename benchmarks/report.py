@@ -75,6 +75,24 @@ SECTIONS = {
         "same process. The fastest row is the backend and pipeline to train "
         "with on this CPU.",
     ),
+    "bench_training_loop_bf16": (
+        "Training throughput: bfloat16 matmuls",
+        "The same loop on TensorFlow with tf.data, once in float32 (`tf`) "
+        "and once under Keras' `mixed_bfloat16` policy (`tf+bf16`, the "
+        "recipe setting `dtype_policy`, docs/training.md), in one process "
+        "and written to its own file (`--output "
+        "benchmarks/results/bench_training_loop_bf16.json`). The weights, "
+        "optimizer, loss, layer norms and attention softmax stay in float32; "
+        "the matmuls run in bfloat16, which a CPU with AMX runs several "
+        "times and one with AVX512-BF16 about twice as fast as float32 (the "
+        "two rate columns measure it). The bf16 GEMM share is the "
+        "matmul FLOPs per second over the bfloat16 matmul rate measured in "
+        "the same process. What the matmuls no longer take is left to the "
+        "rest of an update: dropout's random masks, the layer norms, the "
+        "optimizer and the input pipeline. JAX's XLA CPU backend ran "
+        "bfloat16 matmuls no faster than float32 on the machines tried, so "
+        "the comparison is made on TensorFlow.",
+    ),
     "bench_architecture": (
         "Model shapes on the same training minutes",
         "Each candidate shape of a recipe trained from scratch by "
