@@ -160,13 +160,36 @@ def test_many_texts_are_decoded_by_two_searches_at_once_with_the_same_outputs(
         for a, b in zip(alone, together):
             assert a.target_tokens == b.target_tokens
             assert a.score == pytest.approx(b.score, abs=1e-4)
-        # Two threads each, neither of them the caller's.
-        assert len(threads["share"]) == 2 and len(threads["batch"]) == 2
-        assert threading.get_ident() not in threads["share"] | threads["batch"]
+        # One pool of two threads, neither of them the caller's: the two
+        # shares at once, the batches on the same threads as they free up.
+        assert len(threads["share"]) == 2 and threads["batch"] <= threads["share"]
+        assert threading.get_ident() not in threads["share"]
     assert ("refill", 2, 32, 0) in one._searches  # One stream of 2 rows
     assert ("refill", 2, 32, 0) in two._searches  # and two of 2 rows;
     assert ("refill", 2, 32, 3, 0.6) in one._searches  # beam search: 2 inputs
     assert ("refill", 1, 32, 3, 0.6) in two._searches  # in flight either way.
+
+
+def test_a_bulk_stream_decodes_its_longest_sources_first(monkeypatch):
+    # So that its rows run out of texts together at the end, each share's
+    # texts go in from the longest source to the shortest; the outputs come
+    # back in the caller's order.
+    two = Translator.load(TINY, streams=2)
+    fed = []
+    share = two._refill_share
+
+    def record(items, *args):
+        fed.append([len(ids) for ids, _, _ in items])
+        return share(items, *args)
+
+    monkeypatch.setattr(two, "_refill_share", record)
+    texts = [" ".join(["Tom"] + ["is"] * n + ["here."]) for n in (3, 0, 5, 1, 4, 2)]
+    together = two.translate(texts, batch_size=2)
+    assert len(fed) == 2 and all(len(lengths) == 3 for lengths in fed)
+    for lengths in fed:
+        assert lengths == sorted(lengths, reverse=True) and len(set(lengths)) == 3
+    for text, one in zip(texts, together):
+        assert one.source_tokens == two.translate(text).source_tokens
 
 
 def test_the_searches_threads_compile_in_the_callers_mode():
