@@ -174,6 +174,21 @@ def _keep_asked(out, top_k, return_attention, layer_predictions):
     return out
 
 
+def _firsts_first(jobs, program):
+    """`jobs` with the first job of each `program(job)` moved to the front,
+    then the others, each part in order. Run on `streams` threads, the first
+    jobs then compile their programs at once instead of one after the other
+    (the first greedy pass over the 1,500 en-es test sources, which
+    compiles a bulk search and a batched one: 4.9 s instead of 5.2 s on JAX,
+    6.8-7.0 s instead of 7.5-8.1 s on TensorFlow, a 2-core AMD EPYC)."""
+    firsts, others, seen = [], [], set()
+    for job in jobs:
+        key = program(job)
+        (others if key in seen else firsts).append(job)
+        seen.add(key)
+    return firsts + others
+
+
 def _bucket(value, buckets):
     return next((b for b in buckets if b >= value), value)
 
@@ -687,10 +702,11 @@ class Translator:
         bulk = not return_attention and not any(prefixes[i] for i in order)
         if beam_size > 1:  # One hypothesis each, no records.
             bulk = bulk and n_best == 1 and not return_beam and not top_k
-        # Every search of this call, run `streams` at a time (`_each`):
-        # (the texts it decodes, their output limit, a function that returns
-        # their translations in that order). The bulk streams come first:
-        # the longest jobs, so that the batches fill in beside their ends.
+        # Every search of this call, run `streams` at a time (`_each`): the
+        # texts it decodes, their output limit, a function that returns
+        # their translations in that order, and its compiled program. The
+        # bulk streams (the longest jobs) come before the batches, and one
+        # job of each program before the others (`_firsts_first`).
         work = []
         batched = []
         for group in self._length_groups(order, encoded):
@@ -701,10 +717,10 @@ class Translator:
             if max_length is None:
                 limit = self.output_length(len(encoded[group[-1]][0]))
             items = [(encoded[i][0], encoded[i][1], prefixes[i]) for i in group]
-            for share, decode in self._refill(
+            for share, decode, program in self._refill(
                 items, head_masks, limit, batch_size, top_k, beam_size, length_penalty
             ):
-                work.append(([group[j] for j in share], limit, decode))
+                work.append(([group[j] for j in share], limit, decode, program))
         # A last, partial batch of many takes the full batches' shape:
         # padding rows cost less than compiling a program for it.
         rows = batch_size if len(batched) > batch_size else 1
@@ -728,9 +744,10 @@ class Translator:
                 rows,
                 n_best,
             )
-            work.append((chunk, limit, decode))
+            work.append((chunk, limit, decode, search))
+        work = _firsts_first(work, program=lambda job: id(job[3]))
         outs = self._each(lambda job: job[2](), work)
-        for (chunk, limit, _), translations in zip(work, outs):
+        for (chunk, limit, _, _), translations in zip(work, outs):
             for i, translation in zip(chunk, translations):
                 results[i] = translation
                 limits[i] = limit
@@ -798,9 +815,9 @@ class Translator:
         streams`).
 
         Returns:
-            One `(share, decode)` per share: the positions in `items` it
-            holds and a function that returns their translations, in that
-            order.
+            One `(share, decode, program)` per share: the positions in
+            `items` it holds, a function that returns their translations in
+            that order, and the compiled search it runs.
         """
         streams = min(self.streams, len(items))
         if beam_size > 1:
@@ -840,7 +857,7 @@ class Translator:
             )[::-1]
 
         return [
-            (share, functools.partial(decode, share))
+            (share, functools.partial(decode, share), search)
             for share in (range(s, len(items), streams) for s in range(streams))
         ]
 

@@ -192,6 +192,18 @@ def test_a_bulk_stream_decodes_its_longest_sources_first(monkeypatch):
         assert one.source_tokens == two.translate(text).source_tokens
 
 
+def test_one_job_of_each_program_starts_before_the_others():
+    # The searches' threads then compile different programs at once.
+    jobs = [("bulk", 1), ("bulk", 2), ("batch", 3), ("batch", 4), ("long", 5)]
+    assert translator_module._firsts_first(jobs, program=lambda job: job[0]) == [
+        ("bulk", 1),
+        ("batch", 3),
+        ("long", 5),
+        ("bulk", 2),
+        ("batch", 4),
+    ]
+
+
 def test_the_searches_threads_compile_in_the_callers_mode():
     translator = Translator.load(TINY, streams=2)
     two_kinds = keras.backend.backend() == "tensorflow"
