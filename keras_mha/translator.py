@@ -125,20 +125,6 @@ class Translation:
         return arrays
 
 
-def _pad_columns(array, length):
-    """`(B, S)` or `(B, H, S, K)` padded with zeros to S = `length`."""
-    axis = 1 if array.ndim == 2 else 2
-    padding = [(0, 0)] * array.ndim
-    padding[axis] = (0, length - array.shape[axis])
-    return np.pad(array, padding)
-
-
-def _pad_rows(array, rows):
-    """`array` with zero rows appended up to `rows` rows."""
-    padding = [(0, rows - len(array))] + [(0, 0)] * (array.ndim - 1)
-    return np.pad(array, padding)
-
-
 def _cores():
     """The CPU cores this process may run on."""
     if hasattr(os, "sched_getaffinity"):
@@ -866,7 +852,12 @@ class Translator:
         translations = []
         for start in range(0, len(items), _REFILL_INPUTS):
             part = items[start : start + _REFILL_INPUTS]
-            crosses, masks = [], []
+            # M: a power of two times `slots`, the rows after `len(part)`
+            # never decoded (zeros).
+            M = slots
+            while M < len(part):
+                M *= 2
+            encoded = []  # (first row, rows, (cross, mask)) of each batch.
             for first in range(0, len(part), slots):
                 batch = [ids for ids, _, _ in part[first : first + slots]]
                 # Sorted by length, a batch's sources are alike: the encoder
@@ -876,28 +867,28 @@ class Translator:
                 width = min(-(-longest // _ENCODER_STEP) * _ENCODER_STEP, padded)
                 # Every batch `slots` rows: one encoder program per width.
                 (source,), _ = self._pad_batch([(batch, width)], min_rows=slots)
-                cross, mask = encoder(source, head_masks)
-                rows = len(batch)  # Without the padding rows.
-                crosses.append(
-                    [
-                        [_pad_columns(np.asarray(c)[:rows], padded) for c in pair]
-                        for pair in cross
+                # Every batch is sent before any is read (on JAX the encoder
+                # runs on while the host copies the batches before it).
+                encoded.append((first, len(batch), encoder(source, head_masks)))
+            # Each batch's rows (without its padding rows) copied once, into
+            # inputs of `padded` columns: N x 2 x (M, H, S, K_d) and (M, S).
+            cross, mask = None, None
+            for first, rows, (batch_cross, batch_mask) in encoded:
+                batch_cross = [[np.asarray(c) for c in pair] for pair in batch_cross]
+                batch_mask = np.asarray(batch_mask)
+                if cross is None:
+                    cross = [
+                        tuple(
+                            np.zeros((M, c.shape[1], padded, c.shape[3]), c.dtype)
+                            for c in pair
+                        )
+                        for pair in batch_cross
                     ]
-                )
-                masks.append(_pad_columns(np.asarray(mask)[:rows], padded))
-            # M: a power of two times `slots`, the rows after `len(part)`
-            # never decoded (zeros).
-            M = slots
-            while M < len(part):
-                M *= 2
-            mask = _pad_rows(np.concatenate(masks), M)  # (M, S)
-            cross = [
-                tuple(
-                    _pad_rows(np.concatenate([c[n][j] for c in crosses]), M)
-                    for j in range(2)
-                )
-                for n in range(len(crosses[0]))
-            ]  # N x 2 x (M, H, S, K_d)
+                    mask = np.zeros((M, padded), batch_mask.dtype)
+                for buffers, pair in zip(cross, batch_cross):
+                    for buffer, c in zip(buffers, pair):
+                        buffer[first : first + rows, :, : c.shape[2]] = c[:rows]
+                mask[first : first + rows, : batch_mask.shape[1]] = batch_mask[:rows]
             out = search(cross, mask, np.int32(len(part)), head_masks)
             out = {k: np.asarray(v) for k, v in out.items()}
             translations.extend(
