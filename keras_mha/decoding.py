@@ -81,18 +81,58 @@ def _column(x, index):
     return ops.slice(x, [0, index], [ops.shape(x)[0], 1])[:, 0]
 
 
-def _argmax(x):
+def _argmax(x, largest=None):
     """`ops.argmax(x, axis=-1)`, the first index of each row's largest value,
-    as two plain reductions: the row's maximum, then the smallest index that
-    holds it: `(R, V)` -> `(R,)` int32. XLA's CPU backend compiles
-    `argmax` as one reduction over (value, index) pairs that does not
-    vectorize: at the searches' `(64, 6000)` it took about 5x as long as
-    these two on JAX and 1.6x on TensorFlow (medians), and in a profile of
-    greedy decoding on JAX it was a fifth of the loop's time."""
-    largest = ops.max(x, axis=-1, keepdims=True)  # (R, 1)
+    as two plain reductions: the row's maximum (or `largest`, `(R, 1)`, when
+    the caller has it), then the smallest index that holds it: `(R, V)` ->
+    `(R,)` int32. XLA's CPU backend compiles `argmax` as one reduction over
+    (value, index) pairs that does not vectorize: at the searches' `(64,
+    6000)` it took about 5x as long as these two on JAX and 1.6x on
+    TensorFlow (medians), and in a profile of greedy decoding on JAX it was
+    a fifth of the loop's time."""
+    if largest is None:
+        largest = ops.max(x, axis=-1, keepdims=True)  # (R, 1)
     size = ops.shape(x)[-1]
     ids = ops.arange(size, dtype="int32")[None]  # (1, V)
     return ops.min(ops.where(x == largest, ids, size), axis=-1)  # (R,)
+
+
+def _log_normalizer(logits):
+    """The two terms of `log_softmax(logits) = (logits - largest) - log_sum`
+    (the same operations, in the same order, as `ops.log_softmax`): `(R, V)`
+    float32 -> `(largest, log_sum)`, `(R, 1)` each.
+
+    A greedy search needs the log-probabilities of a few pieces only (the
+    chosen one, the `top_k` alternatives): from these two terms it computes
+    them bit for bit as the whole `(R, V)` log-softmax would, with two
+    passes over the logits fewer per step (the subtraction that writes
+    every log-probability, and the maximum taken again for the argmax).
+    """
+    largest = ops.max(logits, axis=-1, keepdims=True)  # (R, 1)
+    log_sum = ops.log(ops.sum(ops.exp(logits - largest), axis=-1, keepdims=True))
+    return largest, log_sum
+
+
+def _log_probs(logits, normalizer):
+    """`(R, V)` or `(R, k)` logits -> their log-probabilities, given the
+    rows' `_log_normalizer` of the whole vocabulary."""
+    largest, log_sum = normalizer
+    return (logits - largest) - log_sum
+
+
+def _greedy_choice(logits, normalizer, forced=None, forced_token=None):
+    """The most probable piece of each row (or its forced one) and its
+    log-probability: `(R, V)` float32 logits -> `(R,)` int32, `(R,)` float32.
+
+    The argmax of the logits is that of the log-probabilities (they differ
+    by one number per row), except where two pieces' log-probabilities
+    round to the same float32 while their logits do not: the logits then
+    pick the larger one, the log-probabilities the first."""
+    token = _argmax(logits, normalizer[0])  # (R,)
+    if forced is not None:
+        token = ops.where(forced, forced_token, token)
+    picked = ops.take_along_axis(logits, token[:, None], axis=-1)  # (R, 1)
+    return token, _log_probs(picked, normalizer)[:, 0]
 
 
 def _length_penalty(length, alpha):
@@ -181,12 +221,14 @@ class Search:
         when every row always does (one row per input)."""
         return None
 
-    def choose(self, state, log_probs, forced, forced_token):
+    def choose(self, state, logits, normalizer, forced, forced_token):
         """Picks each row's next piece and the row it continues.
 
         Args:
             state: the loop state (read only).
-            log_probs: `(R, V)` float32 next-piece log-probabilities.
+            logits: `(R, V)` float32 next-piece logits.
+            normalizer: their `_log_normalizer`, `(R, 1)` twice:
+                `_log_probs(logits, normalizer)` are the log-probabilities.
             forced: `(R,)` bool, the row's next piece is `forced_token`.
             forced_token: `(R,)` int32.
 
@@ -317,11 +359,12 @@ class Search:
             return_attention_scores=self.return_attention,
             head_masks=head_masks,
         )
-        log_probs = ops.log_softmax(ops.cast(outputs[0][:, 0], "float32"), axis=-1)
+        logits = ops.cast(outputs[0][:, 0], "float32")  # (R, V)
+        normalizer = _log_normalizer(logits)
         forced = ops.less(index, prefix_lengths)  # (R,)
         forced_token = _column(prefix, index)  # (R,)
         token, token_log_prob, parent, scores = self.choose(
-            state, log_probs, forced, forced_token
+            state, logits, normalizer, forced, forced_token
         )
         if "open" in state:
             # A closed slot holds nothing: no score that could compete.
@@ -333,7 +376,8 @@ class Search:
             step["decoder"] = ops.cast(outputs[2], "float32")  # (N, R, H, 1, T)
             step["cross"] = ops.cast(outputs[3], "float32")  # (N, R, H, 1, S)
         if self.top_k:
-            top_log_probs, top_ids = ops.top_k(log_probs, self.top_k)  # (R, k)
+            top_logits, top_ids = ops.top_k(logits, self.top_k)  # (R, k)
+            top_log_probs = _log_probs(top_logits, normalizer)
             step["alternative_ids"] = ops.cast(top_ids, "int32")[:, None]
             step["alternative_log_probs"] = top_log_probs[:, None]  # (R, 1, k)
         carried = {key: state[key] for key in _ROW_STATE if key in state}
@@ -472,10 +516,10 @@ class GreedySearch(Search):
     (B, 32)
     """
 
-    def choose(self, state, log_probs, forced, forced_token):
-        token = _argmax(log_probs)  # (R,)
-        token = ops.where(forced, forced_token, token)
-        token_log_prob = ops.take_along_axis(log_probs, token[:, None], axis=-1)[:, 0]
+    def choose(self, state, logits, normalizer, forced, forced_token):
+        token, token_log_prob = _greedy_choice(
+            logits, normalizer, forced, forced_token
+        )
         scores = state["scores"] + ops.where(state["finished"], 0.0, token_log_prob)
         return token, token_log_prob, None, scores
 
@@ -538,8 +582,9 @@ class BeamSearch(Search):
         best_live = ops.max(ops.where(finished, 2 * NEG_INF, bound), axis=-1)
         return ops.all(ops.greater_equal(best_finished, best_live))
 
-    def choose(self, state, log_probs, forced, forced_token):
+    def choose(self, state, logits, normalizer, forced, forced_token):
         K = self.beam_size
+        log_probs = _log_probs(logits, normalizer)  # (R, V)
         rows, vocabulary_size = ops.shape(log_probs)
         ids = ops.arange(vocabulary_size)[None]  # (1, V)
         # A forced row may only continue with its forced piece, a finished
@@ -674,8 +719,8 @@ def _ring_step(model, state, position, head_masks):
     """One cached decoder step of every row of a bulk search, each at its own
     `(R,)` position: step `index` writes ring column `index % T`, and a row
     sees the columns written since its input started (column c was written
-    `age` steps ago). Returns `(R, V)` float32 log-probabilities and the
-    updated ring."""
+    `age` steps ago). Returns `(R, V)` float32 logits and the updated
+    ring."""
     index = state["index"]
     length = ops.shape(state["cache"][0][0])[2]  # T
     age = (index - ops.arange(length, dtype="int32") + length) % length  # (T,)
@@ -689,7 +734,7 @@ def _ring_step(model, state, position, head_masks):
         positions=position,
         self_attention_key_mask=age[None, :] <= position[:, None],  # (R, T)
     )
-    return ops.log_softmax(ops.cast(logits[:, 0], "float32"), axis=-1), cache
+    return ops.cast(logits[:, 0], "float32"), cache
 
 
 def _starts(active, next_input, count, lanes, inputs):
@@ -880,9 +925,9 @@ class RefillGreedySearch:
         index = state["index"]
         rows = ops.arange(R, dtype="int32")
         position = ops.clip(index - state["start"], 0, T - 1)  # (R,)
-        log_probs, cache = _ring_step(model, state, position, head_masks)
-        token = _argmax(log_probs)  # (R,)
-        token_log_prob = ops.take_along_axis(log_probs, token[:, None], axis=-1)[:, 0]
+        logits, cache = _ring_step(model, state, position, head_masks)  # (R, V)
+        normalizer = _log_normalizer(logits)
+        token, token_log_prob = _greedy_choice(logits, normalizer)  # (R,)
         active = state["active"]
         # Each row writes its input's output (an empty row its sink row).
         out_row = ops.where(active, state["input"], M + rows)
@@ -898,7 +943,8 @@ class RefillGreedySearch:
             "log_probs": ops.scatter_update(state["log_probs"], where, token_log_prob),
         }
         if self.top_k:
-            top_log_probs, top_ids = ops.top_k(log_probs, self.top_k)  # (R, k)
+            top_logits, top_ids = ops.top_k(logits, self.top_k)  # (R, k)
+            top_log_probs = _log_probs(top_logits, normalizer)
             for key, value in (
                 ("alternative_ids", ops.cast(top_ids, "int32")),
                 ("alternative_log_probs", top_log_probs),
@@ -1047,7 +1093,8 @@ class RefillBeamSearch:
         index = state["index"]
         position = ops.clip(index - state["start"], 0, T - 1)  # (G,)
         row_position = ops.repeat(position, K)  # (R,)
-        log_probs, cache = _ring_step(model, state, row_position, head_masks)
+        logits, cache = _ring_step(model, state, row_position, head_masks)
+        log_probs = _log_probs(logits, _log_normalizer(logits))  # (R, V)
         V = ops.shape(log_probs)[-1]
         ids = ops.arange(V)[None]  # (1, V)
         # A finished hypothesis may only continue with padding, at no cost.
