@@ -43,13 +43,17 @@ ATTENTION_KINDS = ("encoder", "decoder", "cross")
 _BATCH_BUCKETS = (1, 4, 16, 64)
 _LENGTH_BUCKETS = (16, 32, 64, 128, 256, 512)
 # Bulk decoding (`RefillGreedySearch`, `RefillBeamSearch`) serves the texts
-# of one source length where they fill at least this many batches (fewer gain
-# less than compiling its programs costs); it takes at most `_REFILL_INPUTS` of them per
-# compiled call (fewer are padded to a power of two times the batch size, so
-# that few programs serve every list), and encodes each batch at its longest
-# source rounded up to a multiple of `_ENCODER_STEP` pieces (sorted by length,
-# a batch's sources are alike).
+# of one source length through `batch_size` rows where they fill at least
+# `_REFILL_BATCHES` batches, and through `batch_size // _FEW_ROWS_DIVISOR`
+# rows (at least `_FEW_ROWS_MIN`) where they fill half a batch or more
+# (`_stream_rows`); fewer go in one batch. It takes at most `_REFILL_INPUTS` of them per compiled call (fewer
+# are padded to a power of two times the rows, so that few programs serve
+# every list), and encodes each batch at its longest source rounded up to a
+# multiple of `_ENCODER_STEP` pieces (sorted by length, a batch's sources are
+# alike).
 _REFILL_BATCHES = 2
+_FEW_ROWS_DIVISOR = 4
+_FEW_ROWS_MIN = 4
 _REFILL_INPUTS = 2048
 _ENCODER_STEP = 8
 # Searches run at once by default (`Translator.streams`), at most one per core.
@@ -173,6 +177,25 @@ def _firsts_first(jobs, program):
         (others if key in seen else firsts).append(job)
         seen.add(key)
     return firsts + others
+
+
+def _stream_rows(count, batch_size):
+    """The rows through which a bulk translation streams `count` texts of
+    one source shape, or 0 where they go in batches: `batch_size` where
+    they fill `_REFILL_BATCHES` batches; `batch_size // _FEW_ROWS_DIVISOR`
+    where they fill half a batch or more and that is at least
+    `_FEW_ROWS_MIN` rows. Those few rows serve a tail of long sources: in
+    batches, each batch would run `batch_size` rows for as many steps as
+    its longest output, and the last one mostly padding (1,500 en-es test
+    sources: the 66 of 17 to 32 pieces took a third of the decoding
+    threads' time as two batches of 64 rows, one holding 2 sources;
+    streamed through 16 rows per thread, less than half of that)."""
+    if count >= _REFILL_BATCHES * batch_size:
+        return batch_size
+    few = batch_size // _FEW_ROWS_DIVISOR
+    if 2 * count >= batch_size and few >= _FEW_ROWS_MIN:
+        return few
+    return 0
 
 
 def _bucket(value, buckets):
@@ -681,10 +704,10 @@ class Translator:
         options = (bool(return_attention), top_k, bool(return_beam) and beam_size > 1)
         limits = {}  # The most output pieces of each text's batch.
         # Decoding many texts without attention records or prefixes: the
-        # texts of each source length, where they fill `_REFILL_BATCHES`
-        # batches or more, stream through `batch_size` rows (inputs, for
-        # beam search), each taking the next text as soon as its search is
-        # done (the same outputs); the others go in batches.
+        # texts of each source length, where they are many enough
+        # (`_stream_rows`), stream through rows (inputs, for beam search),
+        # each taking the next text as soon as its search is done (the same
+        # outputs); the others go in batches.
         bulk = not return_attention and not any(prefixes[i] for i in order)
         if beam_size > 1:  # One hypothesis each, no records.
             bulk = bulk and n_best == 1 and not return_beam and not top_k
@@ -696,7 +719,8 @@ class Translator:
         work = []
         batched = []
         for group in self._length_groups(order, encoded):
-            if not (bulk and len(group) >= _REFILL_BATCHES * batch_size):
+            slots = _stream_rows(len(group), batch_size) if bulk else 0
+            if not slots:
                 batched.extend(group)
                 continue
             limit = cap
@@ -704,7 +728,14 @@ class Translator:
                 limit = self.output_length(len(encoded[group[-1]][0]))
             items = [(encoded[i][0], encoded[i][1], prefixes[i]) for i in group]
             for share, decode, program in self._refill(
-                items, head_masks, limit, batch_size, top_k, beam_size, length_penalty
+                items,
+                head_masks,
+                limit,
+                slots,
+                top_k,
+                beam_size,
+                length_penalty,
+                encode_rows=batch_size,
             ):
                 work.append(([group[j] for j in share], limit, decode, program))
         # A last, partial batch of many takes the full batches' shape:
@@ -786,12 +817,15 @@ class Translator:
         top_k=0,
         beam_size=1,
         length_penalty=0.6,
+        encode_rows=None,
     ):
         """The searches that translate `items` (`(ids, truncated,
         prefix_ids)` of one padded source length) through `slots` rows
         (`RefillGreedySearch`), or `slots` inputs of `beam_size` hypotheses
-        (`RefillBeamSearch`): encoded batch by batch, then decoded in one
-        compiled loop per `_REFILL_INPUTS` of them.
+        (`RefillBeamSearch`): encoded in batches of `encode_rows` (default
+        `slots`), then decoded in one compiled loop per `_REFILL_INPUTS` of
+        them. Streams of few rows encode in the batch size of the others,
+        so that they compile no encoder programs of their own.
 
         The items are dealt into `streams` interleaved shares (alike in
         length), each decoded by its own search, so that `_each` runs them
@@ -806,6 +840,7 @@ class Translator:
             that order, and the compiled search it runs.
         """
         streams = min(self.streams, len(items))
+        encode_rows = encode_rows or slots
         if beam_size > 1:
             slots = max(1, slots // streams)
         key = ("encode",)
@@ -839,7 +874,7 @@ class Translator:
             # longer of two greedy shares; beam 4 of 256: 42 instead of 47).
             longest_first = [items[j] for j in reversed(share)]
             return self._refill_share(
-                longest_first, encoder, search, head_masks, slots, padded
+                longest_first, encoder, search, head_masks, slots, padded, encode_rows
             )[::-1]
 
         return [
@@ -847,7 +882,9 @@ class Translator:
             for share in (range(s, len(items), streams) for s in range(streams))
         ]
 
-    def _refill_share(self, items, encoder, search, head_masks, slots, padded):
+    def _refill_share(
+        self, items, encoder, search, head_masks, slots, padded, encode_rows
+    ):
         """`_refill`'s translations of one share of its items, in order."""
         translations = []
         for start in range(0, len(items), _REFILL_INPUTS):
@@ -858,15 +895,16 @@ class Translator:
             while M < len(part):
                 M *= 2
             encoded = []  # (first row, rows, (cross, mask)) of each batch.
-            for first in range(0, len(part), slots):
-                batch = [ids for ids, _, _ in part[first : first + slots]]
+            for first in range(0, len(part), encode_rows):
+                batch = [ids for ids, _, _ in part[first : first + encode_rows]]
                 # Sorted by length, a batch's sources are alike: the encoder
                 # runs on the longest, rounded up to a multiple of
                 # `_ENCODER_STEP` pieces, not on the group's padded length.
                 longest = max(len(ids) for ids in batch)
                 width = min(-(-longest // _ENCODER_STEP) * _ENCODER_STEP, padded)
-                # Every batch `slots` rows: one encoder program per width.
-                (source,), _ = self._pad_batch([(batch, width)], min_rows=slots)
+                # Every batch `encode_rows` rows: one encoder program per
+                # width.
+                (source,), _ = self._pad_batch([(batch, width)], min_rows=encode_rows)
                 # Every batch is sent before any is read (on JAX the encoder
                 # runs on while the host copies the batches before it).
                 encoded.append((first, len(batch), encoder(source, head_masks)))
