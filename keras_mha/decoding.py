@@ -1223,13 +1223,15 @@ REFILL_LAYOUT = {
 }
 
 
-def encode_inputs(model, encoder_inputs, head_masks=None):
+def encode_inputs(model, encoder_inputs, head_masks=None, segments=None):
     """The encoder once and the cross-attention keys and values of every
     decoder layer: `(B, S)` ids -> `(cross, mask)`, N_d `(keys, values)`
     pairs of `(B, H, S, K_d)` and the `(B, S)` padding mask (the inputs of
-    `RefillGreedySearch`)."""
-    encoded = model.encode(encoder_inputs, head_masks=head_masks)  # (B, S, D)
-    _, cross = model.init_cache(encoded, 1)
+    `RefillGreedySearch`). With `(B, S)` int `segments`, several sources
+    are packed in each row (`Transformer.encode`); each source's keys and
+    values are then the columns of its segment."""
+    encoded = model.encode(encoder_inputs, head_masks=head_masks, segments=segments)
+    _, cross = model.init_cache(encoded, 1)  # N_d x 2 x (B, H, S, K_d)
     return cross, padding_mask(encoder_inputs)
 
 

@@ -150,13 +150,16 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         tokens = ops.take(self.embeddings, ops.cast(token_ids, "int32"), axis=0)
         return tokens * ops.cast(math.sqrt(self.embedding_dim), tokens.dtype)
 
-    def position_vectors(self, length, start_index=0):
+    def position_vectors(self, length, start_index=0, positions=None):
         """`(T, D)` the position part of the output for positions
         `start_index .. start_index + T - 1`; `(B, T, D)` for a `(B,)`
-        `start_index`."""
-        if len(getattr(start_index, "shape", ())) == 1:
-            per_row = ops.cast(start_index, "int32")[:, None]
-            positions = per_row + ops.arange(length, dtype="int32")[None]  # (B, T)
+        `start_index`, or for `(B, T)` int `positions`, each token's own
+        (several sequences packed in one row each start at 0)."""
+        if positions is not None or len(getattr(start_index, "shape", ())) == 1:
+            if positions is None:
+                per_row = ops.cast(start_index, "int32")[:, None]
+                positions = per_row + ops.arange(length, dtype="int32")[None]
+            positions = ops.cast(positions, "int32")  # (B, T)
             if self.position_embedding == "learned":
                 return ops.take(self.position_embeddings, positions, axis=0)
             flat = sinusoidal_positions(
@@ -168,14 +171,16 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
             return ops.take(self.position_embeddings, positions, axis=0)
         return sinusoidal_positions(positions, self.embedding_dim)
 
-    def call(self, token_ids, start_index=0, token_vectors=None):
+    def call(self, token_ids, start_index=0, token_vectors=None, positions=None):
         """`(B, T)` ids -> `(B, T, D)` token vectors + position vectors;
-        `token_vectors` `(B, T, D)`, if given, replace `token_vectors(ids)`."""
+        `token_vectors` `(B, T, D)`, if given, replace `token_vectors(ids)`;
+        `positions` `(B, T)`, if given, are each token's position (see
+        `position_vectors`)."""
         length = ops.shape(token_ids)[1]  # Dynamic under tf.function.
         tokens = (
             self.token_vectors(token_ids) if token_vectors is None else token_vectors
         )
-        position_vectors = self.position_vectors(length, start_index)
+        position_vectors = self.position_vectors(length, start_index, positions)
         if len(position_vectors.shape) == 2:
             position_vectors = position_vectors[None]  # (1, T, D)
         return tokens + ops.cast(position_vectors, tokens.dtype)  # (B, T, D)

@@ -97,3 +97,23 @@ def merge_masks(
 def padding_mask(token_ids, padding_id=0):
     """`(B, S)` boolean mask that is `True` on real tokens."""
     return ops.not_equal(token_ids, padding_id)
+
+
+def segment_mask(segments):
+    """Sources packed in rows: a token may attend to the tokens of its own
+    segment only.
+
+    Args:
+        segments: `(B, S)` int, each token's segment id.
+
+    Returns:
+        `(mask, positions)`: the `(B, S, S)` boolean attention mask, and
+        `(B, S)` int32 each token's position in its segment (the tokens of
+        its segment before it).
+    """
+    segments = ops.cast(segments, "int32")
+    mask = ops.equal(segments[:, :, None], segments[:, None, :])  # (B, S, S)
+    length = ops.shape(segments)[1]
+    before = ops.less(ops.arange(length)[None, :], ops.arange(length)[:, None])
+    positions = ops.sum(ops.cast(mask & before[None], "int32"), axis=-1)  # (B, S)
+    return mask, positions

@@ -12,7 +12,7 @@ from keras_mha.decoder import TransformerDecoderLayer
 from keras_mha.embedding import TokenAndPositionEmbedding
 from keras_mha.encoder import TransformerEncoderLayer
 from keras_mha.initializers import clone_initializer
-from keras_mha.masks import padding_mask
+from keras_mha.masks import padding_mask, segment_mask
 
 
 def _head_mask(head_masks, kind, layer_index):
@@ -211,6 +211,7 @@ class Transformer(keras.Model):
         return_attention_scores=False,
         head_masks=None,
         token_vectors=None,
+        segments=None,
     ):
         """Runs the encoder once.
 
@@ -218,19 +219,30 @@ class Transformer(keras.Model):
             encoder_inputs: `(B, S)` token ids, 0 = padding.
             token_vectors: optional `(B, S, D)` in place of the scaled token
                 embeddings (positions are still added), for attribution.
+            segments: optional `(B, S)` int, sources packed in one row
+                (`masks.segment_mask`): a token attends only to the tokens
+                of its own segment id, and each segment's positions start at
+                0. The outputs of each segment are those of its source
+                encoded alone (to float rounding).
 
         Returns:
             `(B, S, D)` encoder outputs; with `return_attention_scores` also
             a list of N_e `(B, H, S, S)` scores.
         """
         mask = padding_mask(encoder_inputs)  # (B, S)
-        x = self.source_embedding(encoder_inputs, token_vectors=token_vectors)
+        attention_mask, positions = None, None
+        if segments is not None:
+            attention_mask, positions = segment_mask(segments)  # (B, S, S), (B, S)
+        x = self.source_embedding(
+            encoder_inputs, token_vectors=token_vectors, positions=positions
+        )
         x = self.embedding_dropout(x, training=training)
         attentions = []
         for i, layer in enumerate(self.encoder_layers):
             x = layer(
                 x,
                 padding_mask=mask,
+                attention_mask=attention_mask,
                 return_attention_scores=return_attention_scores,
                 head_mask=_head_mask(head_masks, "encoder", i),
                 training=training,

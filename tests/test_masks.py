@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_mha.masks import and_masks, causal_mask, merge_masks, padding_mask
+from keras_mha.masks import (
+    and_masks,
+    causal_mask,
+    merge_masks,
+    padding_mask,
+    segment_mask,
+)
 from tests.layer_test import to_numpy
 
 
@@ -114,3 +120,18 @@ def test_merge_masks_causal_offset():
 def test_merge_masks_casts_integer_masks():
     mask = to_numpy(merge_masks(3, 5, value_mask=VALUE_MASK.astype("int32")))
     np.testing.assert_array_equal(mask, VALUE_MASK[:, None, :])
+
+
+def test_segment_mask_keeps_each_packed_source_to_itself():
+    # Row 0 packs a source of 3 pieces and one of 2, then a padding piece;
+    # row 1 holds one source of 4 pieces and 2 of padding.
+    segments = np.array([[1, 1, 1, 2, 2, 0], [1, 1, 1, 1, 0, 0]], "int32")
+    mask, positions = segment_mask(ops.convert_to_tensor(segments))
+    mask = to_numpy(mask)
+    assert mask.shape == (2, 6, 6)
+    np.testing.assert_array_equal(mask[0, 3], [0, 0, 0, 1, 1, 0])
+    np.testing.assert_array_equal(mask[0, 0], [1, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(mask, segments[:, :, None] == segments[:, None, :])
+    np.testing.assert_array_equal(
+        to_numpy(positions), [[0, 1, 2, 0, 1, 0], [0, 1, 2, 3, 0, 1]]
+    )

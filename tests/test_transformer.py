@@ -120,6 +120,24 @@ def decode_step_by_step(model, head_masks=None, max_length=8):
 
 @pytest.mark.parametrize(
     "variant",
+    [{}, {"normalize_first": False, "position_embedding": "learned"}],
+    ids=["pre-ln-sinusoidal", "post-ln-learned"],
+)
+def test_packed_sources_encode_as_each_alone(variant):
+    # Both sources of ENCODER_IDS in one row of 10 pieces (7 + 3, the second
+    # without its padding), each attending to its own segment only.
+    model = make_model(**variant)
+    packed = np.zeros((1, 10), "int32")
+    packed[0, :7], packed[0, 7:] = ENCODER_IDS[0], ENCODER_IDS[1, :3]
+    segments = np.array([[1] * 7 + [2] * 3], "int32")
+    together = to_numpy(model.encode(packed, segments=segments))  # (1, 10, D)
+    alone = to_numpy(model.encode(ENCODER_IDS))  # (B, S, D)
+    np.testing.assert_allclose(together[0, :7], alone[0], atol=1e-5)
+    np.testing.assert_allclose(together[0, 7:], alone[1, :3], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "variant",
     [
         {},
         {"normalize_first": False, "position_embedding": "learned"},

@@ -132,6 +132,20 @@ def test_a_few_long_sources_stream_through_a_quarter_of_the_rows():
     assert any(key[0] == "search" for key in fewer._searches)
 
 
+def test_bulk_sources_are_packed_into_few_rows_without_overlap():
+    lengths = np.array([9, 7, 7, 6, 5, 4, 3, 3, 2, 1, 1])  # 48 pieces
+    row, offset, segment, rows = translator_module._pack(lengths, 16)
+    assert rows == 3  # 48 pieces in rows of 16: none left empty.
+    for r in range(rows):
+        inside = np.flatnonzero(row == r)
+        assert sorted(segment[inside]) == list(range(1, len(inside) + 1))
+        pieces = np.zeros(16, int)
+        for i in inside:
+            pieces[offset[i] : offset[i] + lengths[i]] += 1
+        assert pieces.max() == 1 and offset[inside].max() < 16
+        assert all(offset[i] + lengths[i] <= 16 for i in inside)
+
+
 def test_bulk_translation_in_parts_equals_one_pass(translator, monkeypatch):
     texts = SENTENCES + ["Good night.", "The cat sleeps.", "We are late."]
     whole = translator.translate(texts, batch_size=2)
