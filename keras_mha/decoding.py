@@ -1094,28 +1094,35 @@ class RefillBeamSearch:
         position = ops.clip(index - state["start"], 0, T - 1)  # (G,)
         row_position = ops.repeat(position, K)  # (R,)
         logits, cache = _ring_step(model, state, row_position, head_masks)
-        log_probs = _log_probs(logits, _log_normalizer(logits))  # (R, V)
-        V = ops.shape(log_probs)[-1]
-        ids = ops.arange(V)[None]  # (1, V)
-        # A finished hypothesis may only continue with padding, at no cost.
-        only_padding = ops.where(ids == 0, 0.0, NEG_INF)  # (1, V)
-        step = ops.where(state["finished"][:, None], only_padding, log_probs)
-        candidates = state["scores"][:, None] + step  # (R, V)
+        # An input's K best continuations are among its hypotheses' K best
+        # pieces each (a row's pieces share its score and length penalty):
+        # K candidates per row instead of V, in the same order (row by row,
+        # then best first, as the flat top K over K x V ranks them).
+        top_logits, top_ids = ops.top_k(logits, K)  # (R, K)
+        top_log_probs = _log_probs(top_logits, _log_normalizer(logits))
+        # A finished hypothesis may only continue with padding, at no cost:
+        # its K best are piece 0, then 1, 2, ... at NEG_INF.
+        first = ops.arange(K, dtype="int32")[None]  # (1, K)
+        finished = state["finished"][:, None]
+        step = ops.where(finished, ops.where(first == 0, 0.0, NEG_INF), top_log_probs)
+        step_ids = ops.where(finished, first, ops.cast(top_ids, "int32"))  # (R, K)
+        candidates = state["scores"][:, None] + step  # (R, K)
         new_lengths = ops.where(state["finished"], state["lengths"], row_position + 1)
         normalized = (
             candidates / _length_penalty(new_lengths, self.length_penalty)[:, None]
         )
-        _, best = ops.top_k(ops.reshape(normalized, (G, K * V)), K)  # (G, K)
-        parent = ops.reshape(ops.arange(G)[:, None] * K + best // V, (-1,))  # (R,)
+        _, best = ops.top_k(ops.reshape(normalized, (G, K * K)), K)  # (G, K)
+        parent = ops.reshape(ops.arange(G)[:, None] * K + best // K, (-1,))  # (R,)
         parent = ops.cast(parent, "int32")
-        token = ops.reshape(ops.cast(best % V, "int32"), (-1,))  # (R,)
-        scores = ops.reshape(
-            ops.take_along_axis(ops.reshape(candidates, (G, K * V)), best, axis=-1),
-            (-1,),
-        )
-        token_log_prob = ops.reshape(
-            ops.take_along_axis(ops.reshape(step, (G, K * V)), best, axis=-1), (-1,)
-        )
+
+        def pick(x):  # (R, K) -> the chosen (R,)
+            return ops.reshape(
+                ops.take_along_axis(ops.reshape(x, (G, K * K)), best, axis=-1), (-1,)
+            )
+
+        token = pick(step_ids)  # (R,)
+        scores = pick(candidates)
+        token_log_prob = pick(step)
         was_finished = ops.take(state["finished"], parent)
         live = ops.logical_and(
             ops.take(state["live"], parent),
