@@ -45,11 +45,11 @@ _LENGTH_BUCKETS = (16, 32, 64, 128, 256, 512)
 # Bulk decoding (`RefillGreedySearch`, `RefillBeamSearch`) serves the texts
 # of one source length through `batch_size` rows where they fill at least
 # `_REFILL_BATCHES` batches, and through `batch_size // _FEW_ROWS_DIVISOR`
-# rows (at least `_FEW_ROWS_MIN`) where they fill half a batch or more
-# (`_stream_rows`); fewer go in one batch. It takes at most
-# `_REFILL_INPUTS` of them per compiled call (fewer are padded to a power of
-# two times the rows, so that few programs serve every list), and encodes
-# them packed into rows (`_pack`).
+# rows where there are at least `_FEW_ROWS_MIN` of them and the call streams
+# other texts through full rows (`_stream_rows`); fewer go in one batch. It
+# takes at most `_REFILL_INPUTS` of them per compiled call (fewer are padded
+# to a power of two times the rows, so that few programs serve every list),
+# and encodes them packed into rows (`_pack`).
 _REFILL_BATCHES = 2
 _FEW_ROWS_DIVISOR = 4
 _FEW_ROWS_MIN = 4
@@ -177,21 +177,26 @@ def _firsts_first(jobs, program):
     return firsts + others
 
 
-def _stream_rows(count, batch_size):
+def _stream_rows(count, batch_size, tail=False):
     """The rows through which a bulk translation streams `count` texts of
-    one source shape, or 0 where they go in batches: `batch_size` where
-    they fill `_REFILL_BATCHES` batches; `batch_size // _FEW_ROWS_DIVISOR`
-    where they fill half a batch or more and that is at least
-    `_FEW_ROWS_MIN` rows. Those few rows serve a tail of long sources: in
-    batches, each batch would run `batch_size` rows for as many steps as
-    its longest output, and the last one mostly padding (1,500 en-es test
+    one source shape, or 0 where they go in one batch: `batch_size` where
+    they fill `_REFILL_BATCHES` batches; else, in a `tail` (a call that
+    streams other texts through full rows), `batch_size //
+    _FEW_ROWS_DIVISOR` where that and `count` are at least `_FEW_ROWS_MIN`.
+
+    Those few rows serve a tail of long sources: as batches, they would run
+    on one thread, each batch `batch_size` rows (or a bucket of them) for
+    as many steps as its longest output; streamed, they are dealt to every
+    thread and each row ends with its own output (1,500 en-es test
     sources: the 66 of 17 to 32 pieces took a third of the decoding
-    threads' time as two batches of 64 rows, one holding 2 sources;
-    streamed through 16 rows per thread, less than half of that)."""
+    threads' time as two batches of 64 rows, one holding 2 sources, and
+    less than half of that through 16 rows per thread; beam 4 of 256: 13
+    such sources). A call with no full streams keeps its batches: one
+    program each, where streams would compile an encoder too."""
     if count >= _REFILL_BATCHES * batch_size:
         return batch_size
     few = batch_size // _FEW_ROWS_DIVISOR
-    if 2 * count >= batch_size and few >= _FEW_ROWS_MIN:
+    if tail and min(count, few) >= _FEW_ROWS_MIN:
         return few
     return 0
 
@@ -748,8 +753,10 @@ class Translator:
         # job of each program before the others (`_firsts_first`).
         work = []
         batched = []
-        for group in self._length_groups(order, encoded):
-            slots = _stream_rows(len(group), batch_size) if bulk else 0
+        groups = self._length_groups(order, encoded)
+        tail = any(_stream_rows(len(group), batch_size) for group in groups)
+        for group in groups:
+            slots = _stream_rows(len(group), batch_size, tail) if bulk else 0
             if not slots:
                 batched.extend(group)
                 continue

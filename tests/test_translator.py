@@ -107,13 +107,13 @@ def test_bulk_greedy_streams_texts_through_the_rows_and_equals_one_by_one(transl
 
 
 def test_a_few_long_sources_stream_through_a_quarter_of_the_rows():
-    # Half a batch or more of a longer source shape, too few for the full
-    # rows: they stream through `batch_size // 4` rows rather than decode as
-    # batches of `batch_size` rows (the last mostly padding rows), and are
-    # encoded in batches of `batch_size` like the others.
+    # Texts of a longer source shape beside a bulk stream, too few for the
+    # full rows but at least 4: they stream through `batch_size // 4` rows
+    # on every thread rather than decode as one batch of `batch_size` rows,
+    # and are encoded in batches of `batch_size` like the others.
     fresh = Translator.load(TINY, streams=2)
     short = [f"Tom has {n} cats." for n in range(32)]
-    long = ["a " * (20 + n) for n in range(8)]
+    long = ["a " * (20 + n) for n in range(5)]
     bulk = fresh.translate(short + long, batch_size=16)
     assert {key[:2] for key in fresh._searches} == {
         ("encode",),
@@ -125,11 +125,13 @@ def test_a_few_long_sources_stream_through_a_quarter_of_the_rows():
         assert together.target_tokens == alone.target_tokens
         assert together.token_probs == pytest.approx(alone.token_probs, abs=1e-5)
         assert together.finished == alone.finished
-    # Fewer than half a batch go in one batch.
-    fewer = Translator.load(TINY, streams=2)
-    fewer.translate(short + long[:7], batch_size=16)
-    assert ("refill", 4) not in {key[:2] for key in fewer._searches}
-    assert any(key[0] == "search" for key in fewer._searches)
+    # Fewer go in one batch, and so do they all in a call that streams
+    # nothing through the full rows.
+    for texts in (short + long[:3], long):
+        fewer = Translator.load(TINY, streams=2)
+        fewer.translate(texts, batch_size=16)
+        assert ("refill", 4) not in {key[:2] for key in fewer._searches}
+        assert any(key[0] == "search" for key in fewer._searches)
 
 
 def test_bulk_sources_are_packed_into_few_rows_without_overlap():
