@@ -936,17 +936,22 @@ class Translator:
             # `encode_rows` rows, one encoder program per padded length.
             lengths = np.array([len(ids) for ids, _, _ in part])
             row, offset, segment, packed_rows = _pack(lengths, padded)
+            # Each row's pieces and segment ids, its sources in the order
+            # `_pack` placed them (so at their offsets).
+            packed = [([], []) for _ in range(packed_rows)]
+            for (ids, _, _), r, s in zip(part, row, segment):
+                packed[r][0].extend(ids)
+                packed[r][1].extend([s] * len(ids))
             encoded = []  # (the inputs in each batch, its outputs)
             for first in range(0, packed_rows, encode_rows):
-                source = np.zeros((encode_rows, padded), "int32")
-                source[:, 0] = self.eos_id  # A padding row's one key.
-                segments = np.zeros((encode_rows, padded), "int32")
+                batch = packed[first : first + encode_rows]
+                (source,), _ = self._pad_batch(
+                    [([ids for ids, _ in batch], padded)], min_rows=encode_rows
+                )
+                segments = np.zeros_like(source)
+                for at, (_, ids) in enumerate(batch):
+                    segments[at, : len(ids)] = ids
                 inside = np.flatnonzero((row >= first) & (row < first + encode_rows))
-                for i in inside:
-                    at = row[i] - first
-                    span = slice(offset[i], offset[i] + lengths[i])
-                    source[at, span] = part[i][0]
-                    segments[at, span] = segment[i]
                 # Every batch is sent before any is read (on JAX the encoder
                 # runs on while the host copies the batches before it).
                 encoded.append((inside, first, encoder(source, head_masks, segments)))
