@@ -90,6 +90,23 @@ def test_the_greedy_choice_is_the_first_most_probable_piece():
     )
 
 
+def test_log_probs_from_the_normalizer_equal_the_log_softmax_bit_for_bit():
+    # The greedy searches compute a few pieces' log-probabilities from each
+    # row's two log-softmax terms instead of the whole (R, V) log-softmax.
+    logits = np.random.default_rng(0).normal(scale=4.0, size=(5, 300))
+    logits = ops.convert_to_tensor(logits.astype("float32"))
+    normalizer = decoding._log_normalizer(logits)
+    np.testing.assert_array_equal(
+        _np(decoding._log_probs(logits, normalizer)),
+        _np(ops.log_softmax(logits, axis=-1)),
+    )
+    token, log_prob = decoding._greedy_choice(logits, normalizer)
+    np.testing.assert_array_equal(_np(token), _np(logits).argmax(-1))
+    np.testing.assert_array_equal(
+        _np(log_prob), _np(ops.log_softmax(logits, axis=-1)).max(-1)
+    )
+
+
 def test_recorded_attention_equals_teacher_forced_pass(model, source):
     out = greedy_search(model, source, 10, BOS, EOS)
     tokens = _np(out["tokens"])
