@@ -182,9 +182,16 @@ def test_many_texts_are_decoded_by_two_searches_at_once_with_the_same_outputs(
     threads = {"share": set(), "batch": set()}
     share, run_search = two._refill_share, two._run_search
 
+    # Each share waits until the other has started (a search that ran them
+    # one after the other would break the barrier), so that which threads
+    # run them does not depend on how fast the first one ends.
+    both = threading.Barrier(2, timeout=60)
+
     def record(kind, fn):
         def recorded(*args, **kwargs):
             threads[kind].add(threading.get_ident())
+            if kind == "share":
+                both.wait()
             return fn(*args, **kwargs)
 
         return recorded
